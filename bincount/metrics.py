@@ -1,0 +1,46 @@
+"""Metric log lines and the regexes that read them back: the one place both are defined (DESIGN.md §3).
+
+Training scripts print ``name=value`` lines; SageMaker reads them with the ``MetricDefinitions`` below (the tuning
+objective is ``valid:loss``), and the state machine's quality gate reads ``test:accuracy`` from the training job's
+final metrics.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+
+VALID_LOSS = "valid:loss"
+VALID_ACCURACY = "valid:accuracy"
+TEST_ACCURACY = "test:accuracy"
+TEST_RMSE = "test:rmse"
+TRAIN_LOSS = "train:loss"
+
+METRIC_NAMES: tuple[str, ...] = (TRAIN_LOSS, VALID_LOSS, VALID_ACCURACY, TEST_ACCURACY, TEST_RMSE)
+TUNING_OBJECTIVE = VALID_LOSS
+
+_NUMBER = r"([-+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?)"
+
+
+def metric_regex(name: str) -> str:
+    """The regex (one capture group: the value) that reads ``name=value`` from a log line."""
+    return rf"(?<![\w:]){re.escape(name)}={_NUMBER}"
+
+
+def metric_definitions(names: tuple[str, ...] = METRIC_NAMES) -> list[dict[str, str]]:
+    """SageMaker ``MetricDefinitions`` for the given metric names."""
+    return [{"Name": name, "Regex": metric_regex(name)} for name in names]
+
+
+def format_metric(name: str, value: float) -> str:
+    """A metric log line, exactly ``name=value``."""
+    if name not in METRIC_NAMES:
+        raise ValueError(f"unknown metric {name!r}; known: {', '.join(METRIC_NAMES)}")
+    if not math.isfinite(value):
+        raise ValueError(f"metric {name} is not finite: {value}")
+    return f"{name}={value:.6g}"
+
+
+def parse_metrics(log: str) -> dict[str, list[float]]:
+    """Every value of every known metric in a log, in order of appearance."""
+    return {name: [float(m) for m in re.findall(metric_regex(name), log)] for name in METRIC_NAMES}

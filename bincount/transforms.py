@@ -1,0 +1,34 @@
+"""Image transforms: the one definition used by training, evaluation and the endpoint."""
+
+from __future__ import annotations
+
+from torchvision import transforms as T
+
+IMAGE_SIZE = 224
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def train_transform() -> T.Compose:
+    """Resize 224, center crop 224, random horizontal flip, tensor, ImageNet normalisation."""
+    return T.Compose(
+        [
+            T.Resize(IMAGE_SIZE),
+            T.CenterCrop(IMAGE_SIZE),
+            T.RandomHorizontalFlip(),
+            T.ToTensor(),
+            T.Normalize(IMAGENET_MEAN, IMAGENET_STD),
+        ]
+    )
+
+
+def eval_transform() -> T.Compose:
+    """Resize 224, center crop 224, tensor, ImageNet normalisation (no randomness)."""
+    return T.Compose(
+        [
+            T.Resize(IMAGE_SIZE),
+            T.CenterCrop(IMAGE_SIZE),
+            T.ToTensor(),
+            T.Normalize(IMAGENET_MEAN, IMAGENET_STD),
+        ]
+    )

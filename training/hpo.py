@@ -1,0 +1,12 @@
+"""SageMaker script-mode entry point of one hyperparameter-tuning trial (DESIGN.md §3).
+
+Trains on SM_CHANNEL_TRAIN and reports ``valid:loss`` / ``valid:accuracy`` on SM_CHANNEL_VALID each epoch; the
+tuning job minimises ``valid:loss``. Same options as train_model.py; it never touches the test channel.
+"""
+
+import sys
+
+from bincount.train import main, parse_args
+
+if __name__ == "__main__":
+    sys.exit(main(parse_args(), final=False))

@@ -1,0 +1,13 @@
+"""SageMaker script-mode entry point of the final training job (DESIGN.md §3).
+
+Trains the head on SM_CHANNEL_TRAIN, selects the epoch on SM_CHANNEL_VALID, tests once on SM_CHANNEL_TEST and
+writes the model artifact to SM_MODEL_DIR and evaluation.json + plots to SM_OUTPUT_DATA_DIR.
+Run ``python train_model.py --help`` for the options.
+"""
+
+import sys
+
+from bincount.train import main, parse_args
+
+if __name__ == "__main__":
+    sys.exit(main(parse_args(), final=True))
