@@ -1,0 +1,32 @@
+"""Shared fixtures: the vendored real photos in the channel layout, and one real trained artifact."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bincount.dataset import sample_dataset
+from bincount.jobs import JobResult, run_job
+
+FAST_HYPERPARAMETERS = {"epochs": 1, "batch-size": 8, "pretrained": "false", "workers": 0, "seed": 7}
+
+
+@pytest.fixture(scope="session")
+def channels(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """train/valid/test folders of the 50 vendored ABID photos (30/10/10)."""
+    return sample_dataset(tmp_path_factory.mktemp("dataset"))
+
+
+@pytest.fixture(scope="session")
+def trained_job(channels: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> JobResult:
+    """One real run of training/train_model.py (random init, 1 epoch): its artifact serves the serving tests."""
+    result = run_job("train_model.py", channels, tmp_path_factory.mktemp("trained"), FAST_HYPERPARAMETERS)
+    assert result.returncode == 0, result.log[-3000:]
+    return result
+
+
+@pytest.fixture(scope="session")
+def model_dir(trained_job: JobResult) -> Path:
+    """A model artifact directory (model.pth, model_config.json, code/) produced by train_model.py."""
+    return trained_job.model_dir
