@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -76,7 +75,7 @@ class Checkpointer:
         }
         tmp = self.path.with_suffix(".tmp")
         torch.save(payload, tmp)
-        os.replace(tmp, self.path)
+        tmp.replace(self.path)
         log.info("checkpoint for epoch %d saved to %s", epoch + 1, self.path)
 
     def restore(self, model: nn.Module, optimizer: torch.optim.Optimizer) -> TrainState:
@@ -91,7 +90,9 @@ class Checkpointer:
         if payload.get("fingerprint") != self.fingerprint:
             log.warning(
                 "ignoring checkpoint %s: it was written with other settings (%s, now %s); starting from scratch",
-                self.path, payload.get("fingerprint"), self.fingerprint,
+                self.path,
+                payload.get("fingerprint"),
+                self.fingerprint,
             )
             return TrainState()
         model.load_state_dict(payload["model"])

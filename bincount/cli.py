@@ -9,10 +9,8 @@ from collections.abc import Callable, Sequence
 from bincount import __version__
 
 # (module, function) pairs: each function adds one sub-command to the parser and sets ``func`` on it.
-# Imported lazily, so `bincount --help` stays fast and a command's heavy imports load only when it runs.
-COMMANDS: tuple[tuple[str, str], ...] = (
-    ("bincount.cli_train", "add_train_command"),
-)
+# Command modules keep their heavy imports (torch, boto3) inside the command, so `bincount --help` stays fast.
+COMMANDS: tuple[tuple[str, str], ...] = (("bincount.cli_train", "add_train_command"),)
 
 
 def build_parser() -> argparse.ArgumentParser:

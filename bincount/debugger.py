@@ -18,12 +18,15 @@ log = logging.getLogger(__name__)
 def create_hook(model: nn.Module, criterion: nn.Module) -> Any | None:
     """An smdebug hook registered on the model and the loss, or None when Debugger is not configured."""
     try:
-        import smdebug.pytorch as smd
+        from smdebug.core import singleton_utils
+        from smdebug.pytorch import Hook
     except Exception as e:  # ImportError, or smdebug failing on this numpy/torch
         log.info("smdebug not available (%s): training without the Debugger hook", e)
         return None
     try:
-        hook = smd.get_hook(create_if_not_exists=True)
+        # The singleton: reuses the hook of a zero-code container, else builds one from the job's config file.
+        # (smdebug.pytorch.get_hook would also refuse torch versions newer than it knows; the hook works on them.)
+        hook = singleton_utils.get_hook(json_config_path=None, hook_class=Hook, create_if_not_exists=True)
     except Exception as e:
         log.warning("smdebug could not create its hook (%s): training without it", e)
         return None

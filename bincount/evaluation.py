@@ -23,13 +23,13 @@ def evaluate_counts(true_counts: Sequence[int], predicted_counts: Sequence[int])
     if not true_counts:
         raise ValueError("cannot evaluate on an empty test set")
     confusion = [[0] * NUM_CLASSES for _ in range(NUM_CLASSES)]
-    for t, p in zip(true_counts, predicted_counts):
+    for t, p in zip(true_counts, predicted_counts, strict=True):
         confusion[t - COUNTS[0]][p - COUNTS[0]] += 1
     n = len(true_counts)
-    errors = [p - t for t, p in zip(true_counts, predicted_counts)]
+    errors = [p - t for t, p in zip(true_counts, predicted_counts, strict=True)]
     per_class = {
         str(count): (row[i] / sum(row) if sum(row) else None)
-        for i, (count, row) in enumerate(zip(COUNTS, confusion))
+        for i, (count, row) in enumerate(zip(COUNTS, confusion, strict=True))
     }
     return {
         "accuracy": sum(confusion[i][i] for i in range(NUM_CLASSES)) / n,

@@ -68,8 +68,13 @@ def run_job(
         d.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, **sagemaker_env(channels, model_dir, output_dir), "PYTHONUNBUFFERED": "1"}
     env.update(extra_env or {})
-    command = [sys.executable, str(TRAINING_DIR / script), *hyperparameter_args(hyperparameters),
-               "--checkpoint-dir", str(checkpoint_dir)]
+    command = [
+        sys.executable,
+        str(TRAINING_DIR / script),
+        *hyperparameter_args(hyperparameters),
+        "--checkpoint-dir",
+        str(checkpoint_dir),
+    ]
     proc = subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout, check=False)
     log = proc.stdout + proc.stderr
     (job_dir / "job.log").write_text(log, encoding="utf-8")

@@ -130,7 +130,9 @@ def _backbone(pretrained: bool) -> nn.Module:
     return _features(None)
 
 
-def build_model(config: ModelConfig | None = None, *, pretrained: bool = True, freeze_backbone: bool = True) -> BinCountNet:
+def build_model(
+    config: ModelConfig | None = None, *, pretrained: bool = True, freeze_backbone: bool = True
+) -> BinCountNet:
     """Build the network; ``pretrained`` downloads the ImageNet weights (raises PretrainedWeightsUnavailable)."""
     config = config or ModelConfig()
     return BinCountNet(_backbone(pretrained), build_head(config), freeze_backbone=freeze_backbone)

@@ -8,9 +8,9 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")  # headless: training instances have no display
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
-from bincount.labels import COUNTS  # noqa: E402
+from bincount.labels import COUNTS
 
 LOSS_PLOT = "loss_curves.png"
 CONFUSION_PLOT = "confusion_matrix.png"
@@ -34,8 +34,13 @@ def plot_confusion(confusion: Sequence[Sequence[int]], output_dir: str | Path) -
     image = ax.imshow(confusion, cmap="Blues")
     labels = [str(c) for c in COUNTS]
     ax.set(
-        xticks=range(len(labels)), yticks=range(len(labels)), xticklabels=labels, yticklabels=labels,
-        xlabel="predicted count", ylabel="true count", title="Test confusion matrix",
+        xticks=range(len(labels)),
+        yticks=range(len(labels)),
+        xticklabels=labels,
+        yticklabels=labels,
+        xlabel="predicted count",
+        ylabel="true count",
+        title="Test confusion matrix",
     )
     peak = max((max(row) for row in confusion), default=0)
     for i, row in enumerate(confusion):

@@ -28,7 +28,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 from bincount import debugger, distributed
 from bincount.artifact import package_code
 from bincount.checkpoint import Checkpointer, History
-from bincount.data import Batch, ChannelDataset, DataError, collate_skipping_bad
+from bincount.data import ChannelDataset, DataError, collate_skipping_bad
 from bincount.evaluation import evaluate_counts, write_evaluation
 from bincount.labels import index_to_count
 from bincount.metrics import TEST_ACCURACY, TEST_RMSE, TRAIN_LOSS, VALID_ACCURACY, VALID_LOSS, format_metric
@@ -105,7 +105,7 @@ def evaluate(
         correct += (predicted == targets).sum().item()
         n += len(batch)
         if predictions is not None:
-            predictions.extend(zip(targets.tolist(), predicted.tolist()))
+            predictions.extend(zip(targets.tolist(), predicted.tolist(), strict=True))
     return _reduce(loss_sum, correct, n, skipped, device, reduce=reduce)
 
 
@@ -119,9 +119,7 @@ def _reduce(
     return EpochStats(loss=loss_sum / n, accuracy=correct / n, n=int(n), skipped=int(skipped))
 
 
-def load_data(
-    channel: str, root: str, args: argparse.Namespace, *, train: bool, sharded: bool = True
-) -> DataLoader:
+def load_data(channel: str, root: str, args: argparse.Namespace, *, train: bool, sharded: bool = True) -> DataLoader:
     """A loader over one channel; the training channel is shuffled (and sharded across processes)."""
     dataset = ChannelDataset(root, train_transform() if train else eval_transform())
     log.info("%s channel: %d images %s from %s", channel, len(dataset), dataset.class_counts(), root)
@@ -163,7 +161,13 @@ def _log_epoch(epoch: int, epochs: int, train: EpochStats, valid: EpochStats, se
     skipped = train.skipped + valid.skipped
     log.info(
         "epoch %d/%d done in %.1fs: train loss %.4f acc %.3f | valid loss %.4f acc %.3f%s",
-        epoch + 1, epochs, seconds, train.loss, train.accuracy, valid.loss, valid.accuracy,
+        epoch + 1,
+        epochs,
+        seconds,
+        train.loss,
+        train.accuracy,
+        valid.loss,
+        valid.accuracy,
         f" | skipped {skipped} unreadable images" if skipped else "",
     )
 
@@ -172,8 +176,13 @@ def main(args: argparse.Namespace, *, final: bool) -> int:
     """Train; for the final job also test and write the artifact. Returns the process exit code."""
     configure_logging()
     seed_everything(args.seed)
-    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
-                          "cpu" if args.device == "auto" else args.device)
+    device = torch.device(
+        "cuda"
+        if args.device == "auto" and torch.cuda.is_available()
+        else "cpu"
+        if args.device == "auto"
+        else args.device
+    )
     distributed.init_distributed(device)
     try:
         return _run(args, device, final=final)
@@ -201,8 +210,13 @@ def _run(args: argparse.Namespace, device: torch.device, *, final: bool) -> int:
     optimizer = torch.optim.AdamW(trainable, lr=args.lr, eps=args.eps, weight_decay=args.weight_decay)
     log.info(
         "model: %s, %s head, %d trainable of %d parameters; AdamW lr=%g eps=%g weight_decay=%g",
-        config.arch, config.head, sum(p.numel() for p in trainable), sum(p.numel() for p in net.parameters()),
-        args.lr, args.eps, args.weight_decay,
+        config.arch,
+        config.head,
+        sum(p.numel() for p in trainable),
+        sum(p.numel() for p in net.parameters()),
+        args.lr,
+        args.eps,
+        args.weight_decay,
     )
     hook = debugger.create_hook(net, criterion) if final else None
     checkpointer = Checkpointer(args.checkpoint_dir, _fingerprint(args, final))
@@ -226,7 +240,6 @@ def _run(args: argparse.Namespace, device: torch.device, *, final: bool) -> int:
         if distributed.is_main_process():
             _log_epoch(epoch, args.epochs, train_stats, valid_stats, time.perf_counter() - start)
             checkpointer.save(net, optimizer, epoch, state)
-    debugger.close(hook)
 
     if state.best_state is None:
         raise DataError(f"no epoch was trained (--epochs {args.epochs}); nothing to select or save")
@@ -234,25 +247,33 @@ def _run(args: argparse.Namespace, device: torch.device, *, final: bool) -> int:
     best = state.best_epoch
     log.info("selected epoch %d (lowest valid loss %.4f)", best + 1, state.best_valid_loss)
     if not distributed.is_main_process():
+        debugger.close(hook)
         return 0
     # The tuning objective is the last valid:loss a job prints: make it the selected epoch's.
     log.info(format_metric(VALID_LOSS, history.valid_loss[best]))
     log.info(format_metric(VALID_ACCURACY, history.valid_accuracy[best]))
     if final:
         assert test_loader is not None
-        _finish(net, config, test_loader, criterion, device, history, args)
+        _finish(net, config, test_loader, criterion, device, history, args, hook)
+    debugger.close(hook)
     return 0
 
 
 def _finish(
-    net: BinCountNet, config: ModelConfig, test_loader: DataLoader, criterion: nn.Module,
-    device: torch.device, history: History, args: argparse.Namespace,
+    net: BinCountNet,
+    config: ModelConfig,
+    test_loader: DataLoader,
+    criterion: nn.Module,
+    device: torch.device,
+    history: History,
+    args: argparse.Namespace,
+    hook: object | None,
 ) -> None:
     """Test once, then write evaluation.json, the plots and the model artifact."""
     from bincount import plots  # matplotlib only where plots are drawn
 
     pairs: list[tuple[int, int]] = []
-    test_stats = evaluate(net, test_loader, criterion, device, predictions=pairs, reduce=False)
+    test_stats = evaluate(net, test_loader, criterion, device, hook, predictions=pairs, reduce=False)
     report = evaluate_counts([index_to_count(t) for t, _ in pairs], [index_to_count(p) for _, p in pairs])
     report["loss"] = test_stats.loss
     log.info(format_metric(TEST_ACCURACY, float(report["accuracy"])))
@@ -322,34 +343,52 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     hp.add_argument("--weight-decay", type=float, default=1e-2, help="AdamW weight decay (default: 1e-2)")
     hp.add_argument("--batch-size", type=int, default=32, help="images per batch and process (default: 32)")
     hp.add_argument("--epochs", type=int, default=4, help="training epochs (default: 4)")
-    hp.add_argument("--pretrained", type=str2bool, default=True,
-                    help="start from ImageNet weights, downloaded by torchvision (default: true)")
+    hp.add_argument(
+        "--pretrained",
+        type=str2bool,
+        default=True,
+        help="start from ImageNet weights, downloaded by torchvision (default: true)",
+    )
     hp.add_argument("--head", choices=HEADS, default="linear", help="classifier head (default: linear)")
-    hp.add_argument("--freeze-backbone", type=str2bool, default=True,
-                    help="train only the head (default: true); false fine-tunes the whole network")
+    hp.add_argument(
+        "--freeze-backbone",
+        type=str2bool,
+        default=True,
+        help="train only the head (default: true); false fine-tunes the whole network",
+    )
     hp.add_argument("--seed", type=int, default=42, help="random seed (default: 42)")
     run = p.add_argument_group("run")
-    run.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1),
-                     help="data loader processes (default: min(4, CPUs))")
-    run.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
-                     help="where to train (default: auto, the GPU when there is one)")
-    run.add_argument("--checkpoint-dir", default=_env("SM_CHECKPOINT_DIR", "/opt/ml/checkpoints"),
-                     help="checkpoint every epoch here and resume from it (default: /opt/ml/checkpoints)")
+    run.add_argument(
+        "--workers", type=int, default=min(4, os.cpu_count() or 1), help="data loader processes (default: min(4, CPUs))"
+    )
+    run.add_argument(
+        "--device",
+        choices=("auto", "cpu", "cuda"),
+        default="auto",
+        help="where to train (default: auto, the GPU when there is one)",
+    )
+    run.add_argument(
+        "--checkpoint-dir",
+        default=_env("SM_CHECKPOINT_DIR", "/opt/ml/checkpoints"),
+        help="checkpoint every epoch here and resume from it (default: /opt/ml/checkpoints)",
+    )
     io = p.add_argument_group("SageMaker folders (default: the SM_* environment variables)")
     io.add_argument("--train", default=_env("SM_CHANNEL_TRAIN"), help="training channel")
     io.add_argument("--valid", default=_env("SM_CHANNEL_VALID"), help="validation channel")
     io.add_argument("--test", default=_env("SM_CHANNEL_TEST"), help="test channel (final job only)")
     io.add_argument("--model-dir", default=_env("SM_MODEL_DIR"), help="where the model artifact goes")
-    io.add_argument("--output-data-dir", default=_env("SM_OUTPUT_DATA_DIR", "output"),
-                    help="where evaluation.json and the plots go")
+    io.add_argument(
+        "--output-data-dir", default=_env("SM_OUTPUT_DATA_DIR", "output"), help="where evaluation.json and the plots go"
+    )
     return p
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """Parse known options and ignore the rest (SageMaker adds its own)."""
+    configure_logging()
     args, unknown = get_args_parser().parse_known_args(argv)
     if unknown:
-        logging.getLogger("bincount.train").info("ignoring unknown options: %s", " ".join(unknown))
+        log.info("ignoring unknown options: %s", " ".join(unknown))
     for name in ("lr", "eps", "batch_size", "epochs"):
         if getattr(args, name) <= 0:
             get_args_parser().error(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")

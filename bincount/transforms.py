@@ -2,33 +2,33 @@
 
 from __future__ import annotations
 
-from torchvision import transforms as T
+from torchvision import transforms as tv
 
 IMAGE_SIZE = 224
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
-def train_transform() -> T.Compose:
+def train_transform() -> tv.Compose:
     """Resize 224, center crop 224, random horizontal flip, tensor, ImageNet normalisation."""
-    return T.Compose(
+    return tv.Compose(
         [
-            T.Resize(IMAGE_SIZE),
-            T.CenterCrop(IMAGE_SIZE),
-            T.RandomHorizontalFlip(),
-            T.ToTensor(),
-            T.Normalize(IMAGENET_MEAN, IMAGENET_STD),
+            tv.Resize(IMAGE_SIZE),
+            tv.CenterCrop(IMAGE_SIZE),
+            tv.RandomHorizontalFlip(),
+            tv.ToTensor(),
+            tv.Normalize(IMAGENET_MEAN, IMAGENET_STD),
         ]
     )
 
 
-def eval_transform() -> T.Compose:
+def eval_transform() -> tv.Compose:
     """Resize 224, center crop 224, tensor, ImageNet normalisation (no randomness)."""
-    return T.Compose(
+    return tv.Compose(
         [
-            T.Resize(IMAGE_SIZE),
-            T.CenterCrop(IMAGE_SIZE),
-            T.ToTensor(),
-            T.Normalize(IMAGENET_MEAN, IMAGENET_STD),
+            tv.Resize(IMAGE_SIZE),
+            tv.CenterCrop(IMAGE_SIZE),
+            tv.ToTensor(),
+            tv.Normalize(IMAGENET_MEAN, IMAGENET_STD),
         ]
     )

@@ -1,0 +1,53 @@
+"""Metric lines and the regexes SageMaker (and our state machine) read them with; evaluation numbers."""
+
+from __future__ import annotations
+
+import math
+import re
+
+import pytest
+
+from bincount.evaluation import evaluate_counts
+from bincount.metrics import METRIC_NAMES, format_metric, metric_definitions, parse_metrics
+
+
+@pytest.mark.parametrize("value", [1.4525, 0.34, 0.0, 12.0, 3.5e-07, 123456789.0])
+def test_every_metric_line_reads_back_with_its_definition(value) -> None:
+    for definition in metric_definitions():
+        line = f"2026-11-24 02:19:57,044 INFO bincount.train: {format_metric(definition['Name'], value)}"
+        match = re.search(definition["Regex"], line)
+        assert match, (definition, line)
+        assert math.isclose(float(match.group(1)), value, rel_tol=1e-5)
+
+
+def test_regexes_do_not_confuse_similar_names() -> None:
+    log = "train:loss=9.0\nvalid:loss=1.5\nvalid:accuracy=0.25\ntest:accuracy=0.5\ntest:rmse=1.1\n"
+    assert parse_metrics(log) == {
+        "train:loss": [9.0],
+        "valid:loss": [1.5],
+        "valid:accuracy": [0.25],
+        "test:accuracy": [0.5],
+        "test:rmse": [1.1],
+    }
+
+
+def test_definitions_cover_the_contract_names() -> None:
+    names = {d["Name"] for d in metric_definitions()}
+    assert {"valid:loss", "valid:accuracy", "test:accuracy", "test:rmse"} <= names == set(METRIC_NAMES)
+
+
+def test_format_refuses_unknown_names_and_nan() -> None:
+    with pytest.raises(ValueError, match="unknown metric"):
+        format_metric("valid:f1", 0.5)
+    with pytest.raises(ValueError, match="not finite"):
+        format_metric("valid:loss", float("nan"))
+
+
+def test_evaluation_numbers() -> None:
+    report = evaluate_counts([1, 2, 3, 3, 5], [1, 3, 3, 1, 5])
+    assert report["accuracy"] == pytest.approx(3 / 5)
+    assert report["mae"] == pytest.approx((0 + 1 + 0 + 2 + 0) / 5)
+    assert report["rmse"] == pytest.approx(math.sqrt((1 + 4) / 5))
+    assert report["per_class_accuracy"] == {"1": 1.0, "2": 0.0, "3": 0.5, "4": None, "5": 1.0}
+    assert report["confusion_matrix"][2] == [1, 0, 1, 0, 0]  # two photos with 3 objects: one as 1, one as 3
+    assert report["n_test"] == 5
