@@ -23,13 +23,14 @@ import numpy as np
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader, DistributedSampler
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from bincount import debugger, distributed
 from bincount.artifact import package_code
 from bincount.checkpoint import Checkpointer, History
 from bincount.data import ChannelDataset, DataError, collate_skipping_bad
 from bincount.evaluation import evaluate_counts, write_evaluation
+from bincount.features import CachedViews, load_cache
 from bincount.labels import index_to_count
 from bincount.metrics import TEST_ACCURACY, TEST_RMSE, TRAIN_LOSS, VALID_ACCURACY, VALID_LOSS, format_metric
 from bincount.model import HEADS, BinCountNet, ModelConfig, PretrainedWeightsUnavailable, build_model, save_model
@@ -120,24 +121,40 @@ def _reduce(
 
 
 def load_data(channel: str, root: str, args: argparse.Namespace, *, train: bool, sharded: bool = True) -> DataLoader:
-    """A loader over one channel; the training channel is shuffled (and sharded across processes)."""
+    """A loader over one channel of photos; the training channel is shuffled (and sharded across processes)."""
     dataset = ChannelDataset(root, train_transform() if train else eval_transform())
     log.info("%s channel: %d images %s from %s", channel, len(dataset), dataset.class_counts(), root)
+    return make_loader(dataset, args, train=train, sharded=sharded, workers=args.workers)
+
+
+def load_cached(channel: str, args: argparse.Namespace, net: BinCountNet, *, train: bool) -> DataLoader:
+    """A loader over a channel's cached backbone features (two views per photo, one drawn per epoch)."""
+    dataset = CachedViews(load_cache(args.features, channel, net.backbone), train=train)
+    return make_loader(dataset, args, train=train, sharded=True, workers=0)
+
+
+def make_loader(dataset: Dataset, args: argparse.Namespace, *, train: bool, sharded: bool, workers: int) -> DataLoader:
     sampler = None
     if sharded and distributed.get_world_size() > 1:
         sampler = DistributedSampler(dataset, shuffle=train, seed=args.seed, drop_last=False)
-    generator = torch.Generator().manual_seed(args.seed)
     return DataLoader(
         dataset,
         batch_size=args.batch_size,
         shuffle=train and sampler is None,
         sampler=sampler,
-        num_workers=args.workers,
+        num_workers=workers,
         collate_fn=collate_skipping_bad,
-        generator=generator,
+        generator=torch.Generator().manual_seed(args.seed),
         worker_init_fn=_seed_worker,
         pin_memory=torch.cuda.is_available(),
     )
+
+
+def count_forward_passes(module: nn.Module) -> list[int]:
+    """A one-element list that counts the images ``module`` processes (the backbone's compute, for the logs)."""
+    counter = [0]
+    module.register_forward_hook(lambda mod, inputs, output: counter.__setitem__(0, counter[0] + len(inputs[0])))
+    return counter
 
 
 def _seed_worker(worker_id: int) -> None:
@@ -194,19 +211,27 @@ def main(args: argparse.Namespace, *, final: bool) -> int:
 
 
 def _run(args: argparse.Namespace, device: torch.device, *, final: bool) -> int:
-    _require(args, "train", "valid", *(["test", "model_dir"] if final else []))
-    train_loader = load_data("train", args.train, args, train=True)
-    valid_loader = load_data("valid", args.valid, args, train=False)
-    test_loader = load_data("test", args.test, args, train=False, sharded=False) if final else None
-
+    cached = bool(args.features)
+    if cached and not args.freeze_backbone:
+        raise DataError("cached features (--features) need a frozen backbone; drop --freeze-backbone false")
+    _require(args, *(["features"] if cached else ["train", "valid"]), *(["test", "model_dir"] if final else []))
     config = ModelConfig(head=args.head)
-    model: nn.Module = build_model(config, pretrained=args.pretrained, freeze_backbone=args.freeze_backbone)
-    model.to(device)
-    net: BinCountNet = model
+    net = build_model(config, pretrained=args.pretrained, freeze_backbone=args.freeze_backbone).to(device)
+    backbone_passes = count_forward_passes(net.backbone)
+    # With cached features only the head runs while training; the test still goes through the whole network.
+    trained: nn.Module = net.head if cached else net
+    if cached:
+        train_loader = load_cached("train", args, net, train=True)
+        valid_loader = load_cached("valid", args, net, train=False)
+    else:
+        train_loader = load_data("train", args.train, args, train=True)
+        valid_loader = load_data("valid", args.valid, args, train=False)
+    test_loader = load_data("test", args.test, args, train=False, sharded=False) if final else None
+    model = trained
     if distributed.get_world_size() > 1:
-        model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+        model = DistributedDataParallel(trained, device_ids=[device.index] if device.type == "cuda" else None)
     criterion = nn.CrossEntropyLoss()
-    trainable = [p for p in net.parameters() if p.requires_grad]
+    trainable = [p for p in trained.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=args.lr, eps=args.eps, weight_decay=args.weight_decay)
     log.info(
         "model: %s, %s head, %d trainable of %d parameters; AdamW lr=%g eps=%g weight_decay=%g",
@@ -218,7 +243,7 @@ def _run(args: argparse.Namespace, device: torch.device, *, final: bool) -> int:
         args.eps,
         args.weight_decay,
     )
-    hook = debugger.create_hook(net, criterion) if final else None
+    hook = debugger.create_hook(trained, criterion) if final else None
     checkpointer = Checkpointer(args.checkpoint_dir, _fingerprint(args, final))
     state = checkpointer.restore(net, optimizer)
     history: History = state.history
@@ -246,6 +271,7 @@ def _run(args: argparse.Namespace, device: torch.device, *, final: bool) -> int:
     net.load_state_dict(state.best_state)
     best = state.best_epoch
     log.info("selected epoch %d (lowest valid loss %.4f)", best + 1, state.best_valid_loss)
+    log.info("backbone forward passes while training: %d images", backbone_passes[0])
     if not distributed.is_main_process():
         debugger.close(hook)
         return 0
@@ -294,6 +320,7 @@ def _fingerprint(args: argparse.Namespace, final: bool) -> dict[str, object]:
 
 
 _SOURCES = {
+    "features": "--features or SM_CHANNEL_FEATURES",
     "train": "--train or SM_CHANNEL_TRAIN",
     "valid": "--valid or SM_CHANNEL_VALID",
     "test": "--test or SM_CHANNEL_TEST",
@@ -376,6 +403,11 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     io.add_argument("--train", default=_env("SM_CHANNEL_TRAIN"), help="training channel")
     io.add_argument("--valid", default=_env("SM_CHANNEL_VALID"), help="validation channel")
     io.add_argument("--test", default=_env("SM_CHANNEL_TEST"), help="test channel (final job only)")
+    io.add_argument(
+        "--features",
+        default=_env("SM_CHANNEL_FEATURES"),
+        help="cached backbone features from extract_features.py: train on them instead of the photos",
+    )
     io.add_argument("--model-dir", default=_env("SM_MODEL_DIR"), help="where the model artifact goes")
     io.add_argument(
         "--output-data-dir", default=_env("SM_OUTPUT_DATA_DIR", "output"), help="where evaluation.json and the plots go"

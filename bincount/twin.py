@@ -1,7 +1,8 @@
 """The local twin's pipeline: the cloud state machine's steps on one machine, with the same code.
 
-dataset -> tune (hpo.py trials, same ranges and objective as the cloud) -> train (train_model.py with the best
-hyperparameters) -> quality gate (reported, not fatal) -> serve. Each training step is a separate process with
+dataset -> features (the frozen backbone run once per photo, both views) -> tune (hpo.py trials on the cached
+features, same ranges and objective as the cloud) -> train (train_model.py with the best hyperparameters) ->
+quality gate (reported, not fatal) -> serve. Each training step is a separate process with
 SageMaker's environment variables, like the jobs in the cloud.
 
 Everything lands in one run folder. A finished step records the fingerprint of its inputs in ``state.json``; a
@@ -40,6 +41,7 @@ class TwinSettings:
     pretrained: bool = False
     accuracy_floor: float = 0.5
     seed: int = 42
+    cache_features: bool = True
 
 
 @dataclass
@@ -132,15 +134,30 @@ def run_pipeline(settings: TwinSettings, run_dir: Path, *, fresh: bool = False) 
         "pretrained": str(settings.pretrained).lower(),
         "seed": settings.seed,
     }
+    upstream = run.state["dataset"]["key"]
+    if settings.cache_features:
+        features, report = run.step(
+            "features",
+            {"dataset": upstream, "static": static},
+            lambda: _extract(channels, run.root / "features", static),
+            lambda r: f"backbone run once: {r['images']} photos x 2 views",
+            lambda r: [Path(r["dir"]) / "train.features.pt", Path(r["dir"]) / "valid.features.pt"],
+        )
+        reports.append(report)
+        upstream = run.state["features"]["key"]
+        job_channels = {"features": Path(features["dir"]), "test": channels["test"]}
+    else:
+        job_channels = channels
+
     tuning, report = run.step(
         "tune",
         {
-            "dataset": run.state["dataset"]["key"],
+            "upstream": upstream,
             "static": static,
             "trials": settings.trials,
             "ranges": [asdict(r) for r in DEFAULT_RANGES],
         },
-        lambda: _tune(channels, run.root / "tuning", static, settings),
+        lambda: _tune(job_channels, run.root / "tuning", static, settings),
         lambda r: f"{len(r['trials'])} trials, best valid:loss {r['best']['objective']:.4f}",
     )
     reports.append(report)
@@ -149,7 +166,7 @@ def run_pipeline(settings: TwinSettings, run_dir: Path, *, fresh: bool = False) 
     training, report = run.step(
         "train",
         {"tune": run.state["tune"]["key"], "hyperparameters": hyperparameters},
-        lambda: _train(channels, run.root / "training", hyperparameters),
+        lambda: _train(job_channels, run.root / "training", hyperparameters),
         lambda r: f"test accuracy {r['evaluation']['accuracy']:.3f} on {r['evaluation']['n_test']} photos",
         lambda r: [Path(r["model_dir"]) / "model.pth", Path(r["output_dir"]) / "evaluation.json"],
     )
@@ -185,9 +202,18 @@ def _describe_dataset(result: dict[str, str]) -> str:
     return f"{sum(sizes.values())} photos ({', '.join(f'{k} {v}' for k, v in sizes.items())})"
 
 
+def _extract(channels: dict[str, Path], job_dir: Path, static: dict[str, Any]) -> dict[str, Any]:
+    """The feature-extraction job: the backbone's output for every train and valid photo, both views."""
+    job = run_job("extract_features.py", {"train": channels["train"], "valid": channels["valid"]}, job_dir, static)
+    if job.returncode != 0:
+        raise StepFailed(f"feature extraction failed (exit {job.returncode}); log: {job_dir / 'job.log'}")
+    images = sum(len(scan_channel(channels[c])) for c in ("train", "valid"))
+    return {"dir": str(job.model_dir), "images": images}
+
+
 def _tune(channels: dict[str, Path], tuning_dir: Path, static: dict[str, Any], settings: TwinSettings) -> dict:
     """Random search over the cloud's ranges; each trial is a run of hpo.py."""
-    trial_channels = {"train": channels["train"], "valid": channels["valid"]}
+    trial_channels = {k: v for k, v in channels.items() if k != "test"}
     results: list[dict[str, Any]] = []
     for i, tuned in enumerate(sample_trials(settings.trials, seed=settings.seed), start=1):
         job_dir = tuning_dir / f"trial-{i:02d}"

@@ -125,14 +125,18 @@ def test_pipeline_tunes_trains_gates_and_reuses_finished_steps(tmp_path, capsys)
     assert result.best["objective"] == min(t["objective"] for t in result.trials)
     assert (result.model_dir / "model.pth").is_file() and result.gate_passed
     assert (tmp_path / "run" / "tuning" / "results.json").is_file()
-    # The final job ran with the best trial's hyperparameters.
+    # The final job ran with the best trial's hyperparameters, on the cached features: no backbone pass in training.
     log = (tmp_path / "run" / "training" / "job.log").read_text()
     assert f"lr={result.best['hyperparameters']['lr']:g}" in log
+    assert "backbone forward passes while training: 0 images" in log
+    for trial in result.trials:
+        assert "backbone forward passes while training: 0 images" in Path(trial["log"]).read_text()
     capsys.readouterr()
 
     again = run_pipeline(settings, tmp_path / "run")
     out = capsys.readouterr().out
-    assert "dataset: reused" in out and "tune: reused" in out and "train: reused" in out
+    for step in ("dataset", "features", "tune", "train"):
+        assert f"{step}: reused" in out, out
     assert again.evaluation == result.evaluation
 
     (result.model_dir / "model.pth").unlink()  # a lost artefact is rebuilt, not trusted
