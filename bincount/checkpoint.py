@@ -95,8 +95,12 @@ class Checkpointer:
                 self.fingerprint,
             )
             return TrainState()
-        model.load_state_dict(payload["model"])
-        optimizer.load_state_dict(payload["optimizer"])
+        try:
+            model.load_state_dict(payload["model"])
+            optimizer.load_state_dict(payload["optimizer"])
+        except (KeyError, RuntimeError, ValueError) as e:
+            log.warning("ignoring checkpoint %s: it does not fit this model (%s); starting from scratch", self.path, e)
+            return TrainState()
         epoch = int(payload["epoch"])
         log.info("resuming from checkpoint %s: epoch %d done, continuing at epoch %d", self.path, epoch + 1, epoch + 2)
         return TrainState(

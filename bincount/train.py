@@ -220,6 +220,8 @@ def _run(args: argparse.Namespace, device: torch.device, *, final: bool) -> int:
     backbone_passes = count_forward_passes(net.backbone)
     # With cached features only the head runs while training; the test still goes through the whole network.
     trained: nn.Module = net.head if cached else net
+    # What training changes, and so all a checkpoint holds: a frozen backbone is rebuilt identically on resume.
+    learned: nn.Module = net.head if args.freeze_backbone else net
     if cached:
         train_loader = load_cached("train", args, net, train=True)
         valid_loader = load_cached("valid", args, net, train=False)
@@ -245,9 +247,10 @@ def _run(args: argparse.Namespace, device: torch.device, *, final: bool) -> int:
     )
     hook = debugger.create_hook(trained, criterion) if final else None
     checkpointer = Checkpointer(args.checkpoint_dir, _fingerprint(args, final))
-    state = checkpointer.restore(net, optimizer)
+    state = checkpointer.restore(learned, optimizer)
     history: History = state.history
 
+    loop_start = time.perf_counter()
     for epoch in range(state.next_epoch, args.epochs):
         # Each epoch's shuffling and flips depend on (seed, epoch) alone, so a resumed run repeats them exactly.
         torch.manual_seed(args.seed + epoch)
@@ -261,17 +264,22 @@ def _run(args: argparse.Namespace, device: torch.device, *, final: bool) -> int:
         history.valid_loss.append(valid_stats.loss)
         history.valid_accuracy.append(valid_stats.accuracy)
         if valid_stats.loss < state.best_valid_loss:
-            state.remember_best(net, epoch, valid_stats.loss)
+            state.remember_best(learned, epoch, valid_stats.loss)
         if distributed.is_main_process():
             _log_epoch(epoch, args.epochs, train_stats, valid_stats, time.perf_counter() - start)
-            checkpointer.save(net, optimizer, epoch, state)
+            checkpointer.save(learned, optimizer, epoch, state)
 
     if state.best_state is None:
         raise DataError(f"no epoch was trained (--epochs {args.epochs}); nothing to select or save")
-    net.load_state_dict(state.best_state)
+    learned.load_state_dict(state.best_state)
     best = state.best_epoch
     log.info("selected epoch %d (lowest valid loss %.4f)", best + 1, state.best_valid_loss)
-    log.info("backbone forward passes while training: %d images", backbone_passes[0])
+    log.info(
+        "training loop: %d epochs in %.2fs; backbone forward passes while training: %d images",
+        args.epochs - state.next_epoch,
+        time.perf_counter() - loop_start,
+        backbone_passes[0],
+    )
     if not distributed.is_main_process():
         debugger.close(hook)
         return 0
