@@ -16,6 +16,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset, default_collate
 
+from bincount.imaging import to_rgb, upright
 from bincount.labels import COUNTS, count_to_index
 
 log = logging.getLogger(__name__)
@@ -68,11 +69,12 @@ def scan_channel(root: str | Path) -> list[Sample]:
 
 
 def load_rgb(path: str | Path) -> Image.Image | None:
-    """Decode an image fully as RGB, or return None (with a warning) when it is corrupt or truncated."""
+    """Decode an image fully as upright RGB (the endpoint's decoding), or return None (with a warning) when it is
+    corrupt or truncated."""
     try:
         with Image.open(path) as img:
             img.load()  # truncated files fail here (ImageFile.LOAD_TRUNCATED_IMAGES stays False)
-            return img.convert("RGB")
+            return to_rgb(upright(img))
     except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as e:
         log.warning("skipping unreadable image %s: %s", path, e)
         return None

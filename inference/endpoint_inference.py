@@ -1,43 +1,123 @@
 """SageMaker PyTorch inference handler (DESIGN.md §4): a bin photo in, the object count out.
 
-First cut; hardened (content types, limits, toolkit errors) by the serving work.
+The AWS PyTorch inference container loads this module from the model artifact's ``code/`` (``SAGEMAKER_PROGRAM``)
+and calls the four functions below. Client mistakes raise :class:`bincount.imaging.RequestError`, a toolkit error
+with a 4xx status; anything else becomes the toolkit's 500.
+
+Runs on the container's Python 3.10 and torch 2.1: imports only torch, torchvision, Pillow, numpy and the
+``bincount`` modules that ``bincount.artifact`` packs beside it.
 """
 
 from __future__ import annotations
 
-import io
 import json
+import logging
+from collections.abc import Sequence
 
 import torch
 from PIL import Image
 
+from bincount.imaging import NotAcceptableError, decode_image
 from bincount.labels import COUNTS
-from bincount.model import load_model
-from bincount.transforms import eval_transform
+from bincount.media import JSON, media_type
+from bincount.model import ModelMismatchError, load_model
+from bincount.transforms import IMAGE_SIZE, eval_transform
 
-JSON = "application/json"
+log = logging.getLogger(__name__)
+
+ACCEPTED_RESPONSE_TYPES = frozenset({JSON, "application/*", "*/*", ""})
+_transform = eval_transform()  # the evaluation transforms training used: the same code, built once
 
 
 def model_fn(model_dir: str) -> torch.nn.Module:
-    return load_model(model_dir)
+    """Rebuild the network from the artifact and load its weights, failing at load (not at the first request)
+    when the artifact does not fit.
+
+    Args:
+        model_dir: the unpacked model artifact (``model.pth``, ``model_config.json``, ``code/``).
+
+    Returns:
+        The network in eval mode, on the GPU when there is one, its output width checked against the counts.
+
+    Raises:
+        FileNotFoundError: no ``model.pth`` in ``model_dir``.
+        ModelMismatchError: the state dict does not fit the network (wrong class count, wrong head...), or the
+            network does not predict one score per count.
+    """
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    model = load_model(model_dir).to(device)
+    with torch.inference_mode():  # one warm-up pass, which also checks the output width
+        width = model(torch.zeros(1, 3, IMAGE_SIZE, IMAGE_SIZE, device=device)).shape[-1]
+    if width != len(COUNTS):
+        raise ModelMismatchError(
+            f"the model in {model_dir} predicts {width} classes: the endpoint serves counts {COUNTS[0]}..{COUNTS[-1]} "
+            f"({len(COUNTS)} classes)"
+        )
+    log.info("model loaded from %s on %s", model_dir, device)
+    return model
 
 
 def input_fn(body: bytes, content_type: str) -> Image.Image:
-    with Image.open(io.BytesIO(body)) as img:
-        return img.convert("RGB")
+    """Decode the request body into an upright RGB image.
+
+    Args:
+        body: the raw request body (``image/jpeg``, ``image/png`` or ``application/x-image``).
+        content_type: the request's Content-Type.
+
+    Returns:
+        The image in RGB mode, EXIF orientation applied.
+
+    Raises:
+        bincount.imaging.RequestError: 415 for another content type, 413 for a body or image over the limits,
+            400 for an empty body or bytes that are not a decodable JPEG or PNG. The message says which.
+    """
+    if isinstance(body, (bytearray, memoryview)):
+        body = bytes(body)
+    elif isinstance(body, str):  # the toolkit decodes JSON and CSV bodies to text; they are refused by type
+        body = body.encode("utf-8")
+    return decode_image(body, content_type)
 
 
-def predict_fn(image: Image.Image, model: torch.nn.Module) -> torch.Tensor:
+def predict_fn(data: Image.Image, model: torch.nn.Module) -> torch.Tensor:
+    """Class probabilities of one image, after exactly the evaluation transforms of training.
+
+    Args:
+        data: the RGB image from :func:`input_fn`.
+        model: the network from :func:`model_fn`.
+
+    Returns:
+        A CPU tensor of ``len(COUNTS)`` probabilities (index i is the count ``COUNTS[i]``).
+    """
+    device = next(model.parameters()).device
+    batch = _transform(data).unsqueeze(0).to(device)
     with torch.inference_mode():
-        return torch.softmax(model(eval_transform()(image).unsqueeze(0)), dim=1)[0]
+        return torch.softmax(model(batch), dim=1)[0].cpu()
 
 
-def output_fn(probabilities: torch.Tensor, accept: str = JSON) -> str:
-    index = int(probabilities.argmax())
+def output_fn(prediction: torch.Tensor | Sequence[float], accept: str = JSON) -> str:
+    """The response JSON: ``{"count": 1..5, "confidence": p, "probabilities": {"1": p, ..., "5": p}}``.
+
+    Args:
+        prediction: the probabilities from :func:`predict_fn`.
+        accept: the request's Accept header; it must allow ``application/json``.
+
+    Returns:
+        The JSON text.
+
+    Raises:
+        NotAcceptableError: 406 when the client accepts no JSON.
+    """
+    accepted = {media_type(part) for part in (accept or "").split(",")}
+    if not accepted & ACCEPTED_RESPONSE_TYPES:
+        raise NotAcceptableError(f"Accept {accept!r} is not supported: this endpoint answers {JSON}")
+    probabilities = [float(p) for p in prediction]
+    if len(probabilities) != len(COUNTS):
+        raise ValueError(f"expected {len(COUNTS)} probabilities, got {len(probabilities)}")
+    best = max(range(len(COUNTS)), key=probabilities.__getitem__)
     return json.dumps(
         {
-            "count": COUNTS[index],
-            "confidence": float(probabilities[index]),
-            "probabilities": {str(c): float(p) for c, p in zip(COUNTS, probabilities)},
+            "count": COUNTS[best],
+            "confidence": probabilities[best],
+            "probabilities": {str(c): p for c, p in zip(COUNTS, probabilities, strict=True)},
         }
     )
