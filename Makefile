@@ -2,18 +2,18 @@
 SHELL := bash
 VENV := .venv
 STAMP := $(VENV)/.installed
-export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
+export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 
-.PHONY: setup run test lint synth clean
+.PHONY: setup run test lint synth deploy destroy clean
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml package.json package-lock.json scripts/setup.sh
 	scripts/setup.sh
 
 setup: $(STAMP)
 
-## The main job on the embedded default: train on the vendored real photos, like SageMaker would.
+## The main job on the embedded default: the local twin (data, tuning, training, gate, endpoint, API, web page).
 run: $(STAMP)
-	$(VENV)/bin/bincount train
+	$(VENV)/bin/bincount up
 
 ## Everything: lint, unit, training, serving, CDK template and state-machine tests.
 test: $(STAMP)
@@ -24,6 +24,12 @@ lint: $(STAMP)
 
 synth: $(STAMP)
 	npx cdk synth --quiet
+
+deploy: $(STAMP)
+	npx cdk deploy
+
+destroy: $(STAMP)
+	npx cdk destroy
 
 clean:
 	rm -rf cdk.out runs .pytest_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""The bincount CDK app: one stack composed of small constructs (storage, pipeline, serving, cleanup)."""

@@ -1,0 +1,639 @@
+"""The pipeline's state machine definition (Amazon States Language, JSONPath), DESIGN.md §1 and §6.
+
+    ApplyDefaults -> PrepareDataset -> Tune -> PickBest -> Train -> QualityGate -> Deploy -> WaitInService -> Notify
+
+Execution JSON, as the states fill it in:
+
+- ``config``: the settings (ApplyDefaults' defaults merged with the execution input, so ``{}`` or the console's
+  sample input runs with defaults and any setting can be overridden by its key);
+- ``run``: this execution's unique names (``<prefix>-hpo-<12 hex>``: tuning job names stay within 32 characters);
+- ``capacity``: spot or on-demand stopping condition; ``dataset``: the copy map's result;
+- ``tuning`` / ``training``: Describe outputs of the ``.sync`` jobs; ``best``: the merged hyperparameters;
+- ``gate``: the test accuracy; ``endpoint``: the last DescribeEndpoint; ``error``: what failed and why.
+
+Every task has a Catch that records ``$.error`` and goes to NotifyFailure, which publishes the cause to SNS and ends
+in the Fail state PipelineFailed carrying the same error and cause (PipelineStepFailed for the reserved States.*
+error names, which a Fail state may not raise; the original name then starts the cause).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from bincount.metrics import TEST_ACCURACY
+from stacks.pipeline import requests
+from stacks.pipeline.asl import (
+    ANY_ERROR,
+    DATA_BUCKET,
+    ERROR_PATH,
+    SAGEMAKER_API_ERRORS,
+    TOPIC_ARN,
+    State,
+    error_state,
+    format_string,
+    pass_state,
+    retry,
+    sagemaker_task,
+    sdk_task,
+    task,
+)
+from stacks.storage import MANIFEST_KEY, MAP_RUNS_PREFIX
+
+# State names (the console shows them; tests and the README refer to them).
+APPLY_DEFAULTS = "ApplyDefaults"
+MERGE_SETTINGS = "MergeSettings"
+VALIDATE_SETTINGS = "ValidateSettings"
+INVALID_SETTINGS = "InvalidSettings"
+NAME_JOBS = "NameJobs"
+CHOOSE_CAPACITY = "ChooseCapacity"
+USE_SPOT = "UseSpotCapacity"
+USE_ON_DEMAND = "UseOnDemandCapacity"
+PREPARE_DATASET = "PrepareDataset"
+CHECK_COPIED = "CheckCopied"
+ALREADY_COPIED = "AlreadyCopied"
+IMAGE_PRESENT = "ImagePresent"
+COPY_IMAGE = "CopyImage"
+TUNE = "Tune"
+CHECK_BEST = "CheckBestTrainingJob"
+NO_BEST = "NoBestTrainingJob"
+PICK_BEST = "PickBest"
+TRAIN = "Train"
+CHECK_METRICS = "CheckMetricsReported"
+FIND_TEST_ACCURACY = "FindTestAccuracy"
+CHECK_TEST_ACCURACY = "CheckTestAccuracyReported"
+READ_TEST_ACCURACY = "ReadTestAccuracy"
+NO_TEST_ACCURACY = "NoTestAccuracy"
+QUALITY_GATE = "QualityGate"
+GATE_REJECTED = "QualityGateRejected"
+CREATE_MODEL = "CreateModel"
+CREATE_ENDPOINT_CONFIG = "CreateEndpointConfig"
+FIND_ENDPOINT = "FindEndpoint"
+ENDPOINT_EXISTS = "EndpointExists"
+CREATE_ENDPOINT = "CreateEndpoint"
+UPDATE_ENDPOINT = "UpdateEndpoint"
+START_POLLING = "StartPolling"
+DESCRIBE_ENDPOINT = "DescribeEndpoint"
+WAIT_IN_SERVICE = "WaitInService"
+WAIT_FOR_ENDPOINT = "WaitForEndpoint"
+COUNT_POLL = "CountPoll"
+ENDPOINT_FAILED = "EndpointFailed"
+ENDPOINT_UNAVAILABLE = "EndpointUnavailable"
+ENDPOINT_ROLLED_BACK = "EndpointRolledBack"
+ENDPOINT_TIMED_OUT = "EndpointTimedOut"
+SUMMARIZE = "Summarize"
+NOTIFY_SUCCESS = "NotifySuccess"
+SUCCEEDED = "PipelineSucceeded"
+NOTIFY_FAILURE = "NotifyFailure"
+CHECK_ERROR_NAME = "CheckErrorName"
+FAILED = "PipelineFailed"
+STEP_FAILED = "PipelineStepFailed"
+
+# Error names of the pipeline's own failures (the Fail state's Error; Catch keeps AWS's names).
+INVALID_SETTINGS_ERROR = "InvalidSettings"
+NO_BEST_ERROR = "NoBestTrainingJob"
+NO_TEST_ACCURACY_ERROR = "TestAccuracyNotReported"
+GATE_ERROR = "QualityGateFailed"
+STEP_FAILED_ERROR = "PipelineStepFailed"
+ENDPOINT_FAILED_ERROR = "EndpointFailed"
+ENDPOINT_UNAVAILABLE_ERROR = "EndpointUnavailable"
+ENDPOINT_ROLLED_BACK_ERROR = "EndpointUpdateRolledBack"
+ENDPOINT_TIMED_OUT_ERROR = "EndpointTimedOut"
+
+MAP_LABEL = "CopyImages"
+TEST_ACCURACY_PATH = "$.gate.testAccuracies[0]"
+SOURCE_KEY_FIELD = "source_key"
+DEST_KEY_FIELD = "dest_key"
+
+_NUMERIC_SETTINGS: tuple[str, ...] = (
+    "tuningMaxJobs",
+    "tuningMaxParallelJobs",
+    "epochs",
+    "batchSize",
+    "lrMin",
+    "lrMax",
+    "epsMin",
+    "epsMax",
+    "weightDecayMin",
+    "weightDecayMax",
+    "accuracyFloor",
+    "maxRuntimeSeconds",
+    "maxWaitSeconds",
+    "endpointPollSeconds",
+    "endpointMaxPolls",
+)
+_STRING_SETTINGS: tuple[str, ...] = (
+    "tuningInstanceType",
+    "trainingInstanceType",
+    "endpointInstanceType",
+    "tuningImage",
+    "trainingImage",
+    "inferenceImage",
+)
+_BOOLEAN_SETTINGS: tuple[str, ...] = ("useSpot",)
+_RANGES: tuple[tuple[str, str], ...] = (("lrMin", "lrMax"), ("epsMin", "epsMax"), ("weightDecayMin", "weightDecayMax"))
+
+
+@dataclass(frozen=True)
+class PipelineSpec:
+    """What the definition needs that is fixed at synth time."""
+
+    name_prefix: str
+    endpoint_name: str
+    region: str
+    source_bucket: str
+    defaults: dict[str, Any]
+    copy_concurrency: int
+    debugger_rules_image: str
+
+    @property
+    def request_context(self) -> requests.RequestContext:
+        return requests.RequestContext(region=self.region, debugger_rules_image=self.debugger_rules_image)
+
+
+def _uuid_parts() -> tuple[str, str]:
+    """JSONPaths of the two UUID parts (8 + 4 hex) that make the 12-character run id."""
+    return "$.uuid[0]", "$.uuid[1]"
+
+
+def settings_states(spec: PipelineSpec) -> dict[str, State]:
+    """ApplyDefaults: defaults merged with the input, validated, plus this execution's names and capacity."""
+    missing = set(_NUMERIC_SETTINGS + _STRING_SETTINGS + _BOOLEAN_SETTINGS) ^ set(spec.defaults)
+    if missing:
+        raise ValueError(f"pipeline defaults and validated settings differ: {sorted(missing)}")
+    uuid = _uuid_parts()
+    run_id = "{}{}"  # 8 + 4 hex digits of a fresh UUID: 12 characters (settings.RUN_ID_LENGTH)
+    wrong_type = (
+        [{"Not": {"Variable": f"$.config.{key}", "IsNumeric": True}} for key in _NUMERIC_SETTINGS]
+        + [{"Not": {"Variable": f"$.config.{key}", "IsString": True}} for key in _STRING_SETTINGS]
+        + [{"Not": {"Variable": f"$.config.{key}", "IsBoolean": True}} for key in _BOOLEAN_SETTINGS]
+    )
+    bad_range = [
+        {"Variable": f"$.config.{low}", "NumericGreaterThanEqualsPath": f"$.config.{high}"} for low, high in _RANGES
+    ] + [
+        {"Variable": "$.config.tuningMaxParallelJobs", "NumericGreaterThanPath": "$.config.tuningMaxJobs"},
+        {"Variable": "$.config.maxWaitSeconds", "NumericLessThanPath": "$.config.maxRuntimeSeconds"},
+    ]
+    prefix = spec.name_prefix
+    return {
+        APPLY_DEFAULTS: pass_state(MERGE_SETTINGS, parameters={"defaults": spec.defaults, "overrides.$": "$"}),
+        MERGE_SETTINGS: pass_state(
+            VALIDATE_SETTINGS,
+            parameters={
+                "config.$": "States.JsonMerge($.defaults, $.overrides, false)",
+                "uuid.$": "States.StringSplit(States.UUID(), '-')",
+            },
+        ),
+        VALIDATE_SETTINGS: {
+            "Type": "Choice",
+            "Choices": [
+                {"Or": wrong_type, "Next": INVALID_SETTINGS},
+                {"Or": bad_range, "Next": INVALID_SETTINGS},
+            ],
+            "Default": NAME_JOBS,
+        },
+        INVALID_SETTINGS: error_state(
+            INVALID_SETTINGS_ERROR,
+            "The execution input has an invalid setting: numbers must be numbers, useSpot true or false, instance "
+            "types and images strings, every ...Min below its ...Max, tuningMaxParallelJobs <= tuningMaxJobs and "
+            "maxWaitSeconds >= maxRuntimeSeconds. Settings after applying defaults: {}",
+            "States.JsonToString($.config)",
+            next_state=NOTIFY_FAILURE,
+        ),
+        NAME_JOBS: pass_state(
+            CHOOSE_CAPACITY,
+            parameters={
+                "config.$": "$.config",
+                "run": {
+                    "id.$": format_string(run_id, *uuid),
+                    "tuningJobName.$": format_string(f"{prefix}-hpo-{run_id}", *uuid),
+                    "trainingJobName.$": format_string(f"{prefix}-train-{run_id}", *uuid),
+                    "modelName.$": format_string(f"{prefix}-model-{run_id}", *uuid),
+                    "endpointConfigName.$": format_string(f"{prefix}-config-{run_id}", *uuid),
+                    "checkpointUri.$": format_string(f"s3://{DATA_BUCKET}/checkpoints/{prefix}-train-{run_id}/", *uuid),
+                    "trainingOverrides": requests.final_job_overrides(),
+                },
+            },
+        ),
+        CHOOSE_CAPACITY: {
+            "Type": "Choice",
+            "Choices": [{"Variable": "$.config.useSpot", "BooleanEquals": True, "Next": USE_SPOT}],
+            "Default": USE_ON_DEMAND,
+        },
+        USE_SPOT: pass_state(
+            PREPARE_DATASET,
+            parameters={
+                "spot": True,
+                "stoppingCondition": {
+                    "MaxRuntimeInSeconds.$": "$.config.maxRuntimeSeconds",
+                    "MaxWaitTimeInSeconds.$": "$.config.maxWaitSeconds",
+                },
+            },
+            result_path="$.capacity",
+        ),
+        USE_ON_DEMAND: pass_state(
+            PREPARE_DATASET,
+            parameters={"spot": False, "stoppingCondition": {"MaxRuntimeInSeconds.$": "$.config.maxRuntimeSeconds"}},
+            result_path="$.capacity",
+        ),
+    }
+
+
+def copy_image_states(spec: PipelineSpec) -> dict[str, State]:
+    """One image of PrepareDataset: copy it from the public bucket unless a previous run already did."""
+    return {
+        CHECK_COPIED: sdk_task(
+            "s3:listObjectsV2",
+            {"Bucket": DATA_BUCKET, "Prefix.$": f"$.{DEST_KEY_FIELD}", "MaxKeys": 1},
+            result_selector={"KeyCount.$": "$.KeyCount"},
+            result_path="$.existing",
+            retriers=[retry(ANY_ERROR, interval=1, attempts=5)],
+            catch=None,
+            next_state=ALREADY_COPIED,
+        ),
+        ALREADY_COPIED: {
+            "Type": "Choice",
+            "Choices": [{"Variable": "$.existing.KeyCount", "NumericGreaterThan": 0, "Next": IMAGE_PRESENT}],
+            "Default": COPY_IMAGE,
+        },
+        IMAGE_PRESENT: {"Type": "Succeed"},
+        COPY_IMAGE: sdk_task(
+            "s3:copyObject",
+            {
+                "Bucket": DATA_BUCKET,
+                "Key.$": f"$.{DEST_KEY_FIELD}",
+                "CopySource.$": format_string(f"{spec.source_bucket}/{{}}", f"$.{SOURCE_KEY_FIELD}"),
+                # No tags to copy, so no s3:GetObjectTagging on the public bucket.
+                "TaggingDirective": "REPLACE",
+            },
+            result_path=None,
+            retriers=[retry(ANY_ERROR, interval=1, attempts=5)],
+            catch=None,
+            next_state=None,
+        ),
+    }
+
+
+def prepare_dataset_state(spec: PipelineSpec) -> State:
+    """PrepareDataset: a Distributed Map over the manifest, child executions STANDARD, results written to S3."""
+    return {
+        "Type": "Map",
+        "ItemReader": {
+            "Resource": "arn:aws:states:::s3:getObject",
+            "ReaderConfig": {"InputType": "JSON"},
+            "Parameters": {"Bucket": DATA_BUCKET, "Key": MANIFEST_KEY},
+        },
+        "ItemSelector": {
+            f"{SOURCE_KEY_FIELD}.$": f"$$.Map.Item.Value.{SOURCE_KEY_FIELD}",
+            f"{DEST_KEY_FIELD}.$": f"$$.Map.Item.Value.{DEST_KEY_FIELD}",
+        },
+        "ItemProcessor": {
+            "ProcessorConfig": {"Mode": "DISTRIBUTED", "ExecutionType": "STANDARD"},
+            "StartAt": CHECK_COPIED,
+            "States": copy_image_states(spec),
+        },
+        "MaxConcurrency": spec.copy_concurrency,
+        "Label": MAP_LABEL,
+        "ResultWriter": {
+            "Resource": "arn:aws:states:::s3:putObject",
+            "Parameters": {"Bucket": DATA_BUCKET, "Prefix": MAP_RUNS_PREFIX.rstrip("/")},
+        },
+        "ResultPath": "$.dataset",
+        "Retry": [retry(("States.ItemReaderFailed", "States.ResultWriterFailed"), interval=10, attempts=2)],
+        "Catch": [{"ErrorEquals": ["States.ALL"], "ResultPath": ERROR_PATH, "Next": NOTIFY_FAILURE}],
+        "Next": TUNE,
+    }
+
+
+def training_states(spec: PipelineSpec) -> dict[str, State]:
+    """Tune, PickBest (static + tuned hyperparameters) and Train."""
+    ctx = spec.request_context
+    return {
+        TUNE: sagemaker_task(
+            "createHyperParameterTuningJob.sync",
+            requests.tuning_job(ctx),
+            result_path="$.tuning",
+            catch=NOTIFY_FAILURE,
+            next_state=CHECK_BEST,
+        ),
+        CHECK_BEST: {
+            "Type": "Choice",
+            "Choices": [
+                {"Variable": "$.tuning.BestTrainingJob.TunedHyperParameters", "IsPresent": True, "Next": PICK_BEST}
+            ],
+            "Default": NO_BEST,
+        },
+        NO_BEST: error_state(
+            NO_BEST_ERROR,
+            "Tuning job {} finished without a best training job (did every trial fail to report valid:loss?).",
+            "$.run.tuningJobName",
+            next_state=NOTIFY_FAILURE,
+        ),
+        PICK_BEST: pass_state(
+            TRAIN,
+            parameters={
+                "hyperParameters.$": (
+                    "States.JsonMerge(States.JsonMerge($.tuning.TrainingJobDefinition.StaticHyperParameters, "
+                    "$.tuning.BestTrainingJob.TunedHyperParameters, false), $.run.trainingOverrides, false)"
+                ),
+                "tunedHyperParameters.$": "$.tuning.BestTrainingJob.TunedHyperParameters",
+                "bestTrainingJobName.$": "$.tuning.BestTrainingJob.TrainingJobName",
+            },
+            result_path="$.best",
+        ),
+        TRAIN: sagemaker_task(
+            "createTrainingJob.sync",
+            requests.training_job(ctx),
+            result_path="$.training",
+            catch=NOTIFY_FAILURE,
+            next_state=CHECK_METRICS,
+        ),
+    }
+
+
+def gate_states() -> dict[str, State]:
+    """QualityGate: the final job's test accuracy (FinalMetricDataList) against the accuracy floor."""
+    metrics = "$.training.FinalMetricDataList"
+    return {
+        CHECK_METRICS: {
+            "Type": "Choice",
+            "Choices": [{"Variable": metrics, "IsPresent": True, "Next": FIND_TEST_ACCURACY}],
+            "Default": NO_TEST_ACCURACY,
+        },
+        FIND_TEST_ACCURACY: pass_state(
+            CHECK_TEST_ACCURACY,
+            parameters={"reported.$": f"States.ArrayContains({metrics}[*].MetricName, '{TEST_ACCURACY}')"},
+            result_path="$.gate",
+        ),
+        CHECK_TEST_ACCURACY: {
+            "Type": "Choice",
+            "Choices": [{"Variable": "$.gate.reported", "BooleanEquals": True, "Next": READ_TEST_ACCURACY}],
+            "Default": NO_TEST_ACCURACY,
+        },
+        READ_TEST_ACCURACY: pass_state(
+            QUALITY_GATE,
+            parameters={
+                # A filter in a plain path (not inside an intrinsic): one value, as CheckTestAccuracyReported made sure.
+                "testAccuracies.$": f"{metrics}[?(@.MetricName == '{TEST_ACCURACY}')].Value",
+                "accuracyFloor.$": "$.config.accuracyFloor",
+            },
+            result_path="$.gate",
+        ),
+        QUALITY_GATE: {
+            "Type": "Choice",
+            "Choices": [
+                {
+                    "Variable": TEST_ACCURACY_PATH,
+                    "NumericGreaterThanEqualsPath": "$.gate.accuracyFloor",
+                    "Next": CREATE_MODEL,
+                }
+            ],
+            "Default": GATE_REJECTED,
+        },
+        NO_TEST_ACCURACY: error_state(
+            NO_TEST_ACCURACY_ERROR,
+            f"Training job {{}} reported no {TEST_ACCURACY} metric, so the quality gate cannot pass; nothing was "
+            "deployed and the current endpoint keeps serving.",
+            "$.run.trainingJobName",
+            next_state=NOTIFY_FAILURE,
+        ),
+        GATE_REJECTED: error_state(
+            GATE_ERROR,
+            "Test accuracy {} of training job {} is below the accuracy floor {}: the model was not deployed and the "
+            "current endpoint keeps serving.",
+            TEST_ACCURACY_PATH,
+            "$.run.trainingJobName",
+            "$.gate.accuracyFloor",
+            next_state=NOTIFY_FAILURE,
+        ),
+    }
+
+
+def deploy_states(spec: PipelineSpec) -> dict[str, State]:
+    """Deploy: model, endpoint config, create or update the endpoint, then poll DescribeEndpoint until InService."""
+    name = spec.endpoint_name
+    ctx = spec.request_context
+    return {
+        CREATE_MODEL: sagemaker_task(
+            "createModel",
+            requests.model(ctx),
+            result_path="$.model",
+            catch=NOTIFY_FAILURE,
+            next_state=CREATE_ENDPOINT_CONFIG,
+        ),
+        CREATE_ENDPOINT_CONFIG: sagemaker_task(
+            "createEndpointConfig",
+            requests.endpoint_config(),
+            result_path="$.endpointConfig",
+            catch=NOTIFY_FAILURE,
+            next_state=FIND_ENDPOINT,
+        ),
+        FIND_ENDPOINT: sdk_task(
+            "sagemaker:listEndpoints",
+            {"NameContains": name, "MaxResults": 100},
+            result_selector={"exists.$": f"States.ArrayContains($.Endpoints[*].EndpointName, '{name}')"},
+            result_path="$.existingEndpoint",
+            retriers=[retry(SAGEMAKER_API_ERRORS)],
+            catch=NOTIFY_FAILURE,
+            next_state=ENDPOINT_EXISTS,
+        ),
+        ENDPOINT_EXISTS: {
+            "Type": "Choice",
+            "Choices": [{"Variable": "$.existingEndpoint.exists", "BooleanEquals": True, "Next": UPDATE_ENDPOINT}],
+            "Default": CREATE_ENDPOINT,
+        },
+        CREATE_ENDPOINT: sagemaker_task(
+            "createEndpoint",
+            requests.create_endpoint(name),
+            result_path="$.endpointRequest",
+            catch=NOTIFY_FAILURE,
+            next_state=START_POLLING,
+        ),
+        UPDATE_ENDPOINT: sagemaker_task(
+            "updateEndpoint",
+            requests.update_endpoint(name),
+            result_path="$.endpointRequest",
+            catch=NOTIFY_FAILURE,
+            next_state=START_POLLING,
+        ),
+        START_POLLING: pass_state(DESCRIBE_ENDPOINT, result={"count": 0}, result_path="$.polls"),
+        DESCRIBE_ENDPOINT: sdk_task(
+            "sagemaker:describeEndpoint",
+            {"EndpointName": name},
+            result_path="$.endpoint",
+            retriers=[retry(SAGEMAKER_API_ERRORS)],
+            catch=NOTIFY_FAILURE,
+            next_state=WAIT_IN_SERVICE,
+        ),
+        WAIT_IN_SERVICE: {
+            "Type": "Choice",
+            "Choices": [
+                {
+                    "And": [
+                        {"Variable": "$.endpoint.EndpointStatus", "StringEquals": "InService"},
+                        {"Variable": "$.endpoint.EndpointConfigName", "StringEqualsPath": "$.run.endpointConfigName"},
+                    ],
+                    "Next": SUMMARIZE,
+                },
+                {"Variable": "$.endpoint.EndpointStatus", "StringEquals": "Failed", "Next": ENDPOINT_FAILED},
+                {
+                    "Or": [
+                        {"Variable": "$.endpoint.EndpointStatus", "StringEquals": status}
+                        for status in ("OutOfService", "Deleting")
+                    ],
+                    "Next": ENDPOINT_UNAVAILABLE,
+                },
+                # InService with the old config: the update failed and SageMaker rolled it back.
+                {"Variable": "$.endpoint.EndpointStatus", "StringEquals": "InService", "Next": ENDPOINT_ROLLED_BACK},
+                {
+                    "Variable": "$.polls.count",
+                    "NumericGreaterThanEqualsPath": "$.config.endpointMaxPolls",
+                    "Next": ENDPOINT_TIMED_OUT,
+                },
+            ],
+            "Default": WAIT_FOR_ENDPOINT,
+        },
+        WAIT_FOR_ENDPOINT: {"Type": "Wait", "SecondsPath": "$.config.endpointPollSeconds", "Next": COUNT_POLL},
+        COUNT_POLL: pass_state(
+            DESCRIBE_ENDPOINT, parameters={"count.$": "States.MathAdd($.polls.count, 1)"}, result_path="$.polls"
+        ),
+        ENDPOINT_FAILED: error_state(
+            ENDPOINT_FAILED_ERROR,
+            "Endpoint {} failed while deploying model {} (endpoint config {}): {}",
+            "$.endpoint.EndpointName",
+            "$.run.modelName",
+            "$.run.endpointConfigName",
+            "$.endpoint.FailureReason",
+            next_state=NOTIFY_FAILURE,
+        ),
+        ENDPOINT_UNAVAILABLE: error_state(
+            ENDPOINT_UNAVAILABLE_ERROR,
+            "Endpoint {} became {} while deploying model {}; see its events in the SageMaker console.",
+            "$.endpoint.EndpointName",
+            "$.endpoint.EndpointStatus",
+            "$.run.modelName",
+            next_state=NOTIFY_FAILURE,
+        ),
+        ENDPOINT_ROLLED_BACK: error_state(
+            ENDPOINT_ROLLED_BACK_ERROR,
+            "Updating endpoint {} to model {} failed and SageMaker rolled it back to endpoint config {}, which keeps "
+            "serving; the FailureReason of the endpoint in the SageMaker console says why.",
+            "$.endpoint.EndpointName",
+            "$.run.modelName",
+            "$.endpoint.EndpointConfigName",
+            next_state=NOTIFY_FAILURE,
+        ),
+        ENDPOINT_TIMED_OUT: error_state(
+            ENDPOINT_TIMED_OUT_ERROR,
+            "Endpoint {} was still {} after {} polls {} seconds apart.",
+            "$.endpoint.EndpointName",
+            "$.endpoint.EndpointStatus",
+            "$.polls.count",
+            "$.config.endpointPollSeconds",
+            next_state=NOTIFY_FAILURE,
+        ),
+    }
+
+
+def _console_link(spec: PipelineSpec) -> str:
+    return format_string(
+        f"https://{spec.region}.console.aws.amazon.com/states/home?region={spec.region}#/v2/executions/details/{{}}",
+        "$$.Execution.Id",
+    )
+
+
+def notify_states(spec: PipelineSpec) -> dict[str, State]:
+    """Notify: SNS on success (then Succeed with the summary) and on any failure (then Fail with the cause)."""
+    return {
+        SUMMARIZE: pass_state(
+            NOTIFY_SUCCESS,
+            parameters={
+                "status": "SUCCEEDED",
+                "endpointName": spec.endpoint_name,
+                "endpointConfigName.$": "$.run.endpointConfigName",
+                "modelName.$": "$.run.modelName",
+                "modelData.$": "$.training.ModelArtifacts.S3ModelArtifacts",
+                "tuningJobName.$": "$.run.tuningJobName",
+                "trainingJobName.$": "$.run.trainingJobName",
+                "hyperParameters.$": "$.best.tunedHyperParameters",
+                "testAccuracy.$": TEST_ACCURACY_PATH,
+                "accuracyFloor.$": "$.gate.accuracyFloor",
+                "endpointUpdated.$": "$.existingEndpoint.exists",
+                "execution.$": "$$.Execution.Id",
+                "console.$": _console_link(spec),
+            },
+            result_path="$.summary",
+        ),
+        NOTIFY_SUCCESS: task(
+            "arn:aws:states:::sns:publish",
+            {
+                "TopicArn": TOPIC_ARN,
+                "Subject": f"{spec.name_prefix}: new model deployed",
+                "Message.$": "$.summary",
+            },
+            result_path=None,
+            retriers=[retry(ANY_ERROR, interval=2, attempts=3)],
+            catch=NOTIFY_FAILURE,
+            next_state=SUCCEEDED,
+        ),
+        SUCCEEDED: {"Type": "Succeed", "OutputPath": "$.summary"},
+        NOTIFY_FAILURE: task(
+            "arn:aws:states:::sns:publish",
+            {
+                "TopicArn": TOPIC_ARN,
+                "Subject": f"{spec.name_prefix}: pipeline failed",
+                "Message": {
+                    "status": "FAILED",
+                    "error.$": f"{ERROR_PATH}.Error",
+                    "cause.$": f"{ERROR_PATH}.Cause",
+                    "execution.$": "$$.Execution.Id",
+                    "console.$": _console_link(spec),
+                },
+            },
+            result_path=None,
+            retriers=[retry(ANY_ERROR, interval=2, attempts=3)],
+            # If even the failure notice fails, still end with the original error.
+            catch=CHECK_ERROR_NAME,
+            catch_result_path="$.notifyError",
+            next_state=CHECK_ERROR_NAME,
+        ),
+        # A Fail state may not raise the reserved States.* names (States.TaskFailed, States.Timeout...): those end
+        # as PipelineStepFailed with the original name at the start of the cause.
+        CHECK_ERROR_NAME: {
+            "Type": "Choice",
+            "Choices": [{"Variable": f"{ERROR_PATH}.Error", "StringMatches": "States.*", "Next": STEP_FAILED}],
+            "Default": FAILED,
+        },
+        FAILED: {"Type": "Fail", "ErrorPath": f"{ERROR_PATH}.Error", "CausePath": f"{ERROR_PATH}.Cause"},
+        STEP_FAILED: {
+            "Type": "Fail",
+            "Error": STEP_FAILED_ERROR,
+            "CausePath": f"States.Format('{{}}: {{}}', {ERROR_PATH}.Error, {ERROR_PATH}.Cause)",
+        },
+    }
+
+
+def pipeline_definition(spec: PipelineSpec) -> dict[str, Any]:
+    """The whole state machine definition, with ``${...}`` placeholders for DefinitionSubstitutions."""
+    states: dict[str, State] = {}
+    for part in (
+        settings_states(spec),
+        {PREPARE_DATASET: prepare_dataset_state(spec)},
+        training_states(spec),
+        gate_states(),
+        deploy_states(spec),
+        notify_states(spec),
+    ):
+        overlap = states.keys() & part.keys()
+        if overlap:
+            raise ValueError(f"state names used twice: {sorted(overlap)}")
+        states.update(part)
+    return {
+        "Comment": (
+            f"{spec.name_prefix}: copy the dataset, tune, train, gate on test accuracy, deploy to endpoint "
+            f"{spec.endpoint_name}. Start with {{}} or override any setting by its key, e.g. "
+            '{"tuningMaxJobs": 2, "accuracyFloor": 0.35}.'
+        ),
+        "StartAt": APPLY_DEFAULTS,
+        "States": states,
+    }

@@ -1,0 +1,153 @@
+"""IAM for the pipeline: the SageMaker execution role's and the state machine role's statements (DESIGN.md §6)."""
+
+from __future__ import annotations
+
+from stacks.images import ContainerImages
+from stacks.permissions import Arns, Permission
+from stacks.storage import CHANNEL_PREFIXES, CHECKPOINTS_PREFIX, JOBS_PREFIX, MANIFEST_KEY, MAP_RUNS_PREFIX
+
+SAGEMAKER_SERVICE = "sagemaker.amazonaws.com"
+# The managed EventBridge rules through which Step Functions' .sync integration learns that a job finished.
+SYNC_RULES: tuple[str, ...] = (
+    "StepFunctionsGetEventsForSageMakerTuningJobsRule",
+    "StepFunctionsGetEventsForSageMakerTrainingJobsRule",
+)
+
+
+def sagemaker_execution_permissions(
+    arns: Arns, *, bucket_arn: str, images: ContainerImages, source_object_arn: str
+) -> list[Permission]:
+    """What tuning trials, the training job, its Debugger rules and the model's container do."""
+    repositories = sorted({arns.ecr_repository(i.account, i.region, i.repository) for i in images.all()})
+    return [
+        Permission("ListDataBucket", ["s3:ListBucket"], [bucket_arn]),
+        Permission(
+            "ReadChannels",
+            ["s3:GetObject"],
+            [f"{bucket_arn}/{prefix}*" for prefix in CHANNEL_PREFIXES],
+            wildcard="ChannelReads",
+        ),
+        Permission(
+            "ReadWriteJobOutputs",
+            ["s3:GetObject", "s3:PutObject"],
+            [f"{bucket_arn}/{JOBS_PREFIX}*", f"{bucket_arn}/{CHECKPOINTS_PREFIX}*"],
+            wildcard="JobOutputs",
+        ),
+        Permission("ReadTrainingSource", ["s3:GetObject"], [source_object_arn]),
+        Permission(
+            "PullContainerImages",
+            ["ecr:BatchCheckLayerAvailability", "ecr:GetDownloadUrlForLayer", "ecr:BatchGetImage"],
+            repositories,
+        ),
+        Permission("AuthenticateToEcr", ["ecr:GetAuthorizationToken"], ["*"], wildcard="NoResourceLevelPermissions"),
+        Permission(
+            "WriteSageMakerLogs",
+            ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"],
+            [arns.log_groups("/aws/sagemaker/*")],
+            wildcard="SageMakerLogs",
+        ),
+        Permission(
+            "PublishSageMakerMetrics",
+            ["cloudwatch:PutMetricData"],
+            ["*"],
+            wildcard="NoResourceLevelPermissions",
+            conditions={"StringLike": {"cloudwatch:namespace": ["/aws/sagemaker/*", "aws/sagemaker/*"]}},
+        ),
+    ]
+
+
+def state_machine_permissions(
+    arns: Arns, *, bucket_arn: str, sagemaker_role_arn: str, topic_arn: str
+) -> list[Permission]:
+    """Exactly the actions the pipeline's states call, on the resources they call them on."""
+    tuning_jobs = arns.named("hyper-parameter-tuning-job", "hpo")
+    training_jobs = arns.named("training-job", "train")
+    models = arns.named("model", "model")
+    endpoint_configs = arns.named("endpoint-config", "config")
+    return [
+        # PrepareDataset
+        Permission("ReadPublicImages", ["s3:GetObject"], [arns.public_images()], wildcard="PublicImages"),
+        Permission("ReadManifest", ["s3:GetObject"], [f"{bucket_arn}/{MANIFEST_KEY}"]),
+        Permission(
+            "CheckCopiedImages",
+            ["s3:ListBucket"],
+            [bucket_arn],
+            conditions={"StringLike": {"s3:prefix": [f"{prefix}*" for prefix in CHANNEL_PREFIXES]}},
+        ),
+        Permission(
+            "WriteDataset",
+            ["s3:PutObject"],
+            [f"{bucket_arn}/{prefix}*" for prefix in CHANNEL_PREFIXES],
+            wildcard="DatasetObjects",
+        ),
+        Permission(
+            "WriteMapRunResults",
+            ["s3:PutObject", "s3:GetObject", "s3:ListMultipartUploadParts", "s3:AbortMultipartUpload"],
+            [f"{bucket_arn}/{MAP_RUNS_PREFIX}*"],
+            wildcard="MapRunResults",
+        ),
+        Permission("StartCopyMapRun", ["states:StartExecution"], [arns.state_machine]),
+        Permission(
+            "TrackCopyMapRun",
+            ["states:DescribeExecution", "states:StopExecution"],
+            [arns.executions("/")],
+            wildcard="MapChildExecutions",
+        ),
+        # Tune and Train (.sync)
+        Permission(
+            "RunTuningJobs",
+            [
+                "sagemaker:CreateHyperParameterTuningJob",
+                "sagemaker:DescribeHyperParameterTuningJob",
+                "sagemaker:StopHyperParameterTuningJob",
+                "sagemaker:ListTrainingJobsForHyperParameterTuningJob",
+                "sagemaker:AddTags",
+                "sagemaker:ListTags",
+            ],
+            [tuning_jobs],
+            wildcard="ExecutionNamedJobs",
+        ),
+        Permission(
+            "RunTrainingJobs",
+            [
+                "sagemaker:CreateTrainingJob",
+                "sagemaker:DescribeTrainingJob",
+                "sagemaker:StopTrainingJob",
+                "sagemaker:AddTags",
+                "sagemaker:ListTags",
+            ],
+            [training_jobs],
+            wildcard="ExecutionNamedJobs",
+        ),
+        Permission(
+            "ManageSyncRules",
+            ["events:PutTargets", "events:PutRule", "events:DescribeRule"],
+            [arns.events_rule(rule) for rule in SYNC_RULES],
+        ),
+        Permission(
+            "PassSageMakerRole",
+            ["iam:PassRole"],
+            [sagemaker_role_arn],
+            conditions={"StringEquals": {"iam:PassedToService": SAGEMAKER_SERVICE}},
+        ),
+        # Deploy
+        Permission(
+            "CreateModels", ["sagemaker:CreateModel", "sagemaker:AddTags"], [models], wildcard="ExecutionNamedJobs"
+        ),
+        Permission(
+            "CreateEndpointConfigs",
+            ["sagemaker:CreateEndpointConfig", "sagemaker:AddTags"],
+            [endpoint_configs],
+            wildcard="ExecutionNamedJobs",
+        ),
+        Permission(
+            "DeployEndpoint",
+            ["sagemaker:CreateEndpoint", "sagemaker:UpdateEndpoint", "sagemaker:AddTags"],
+            [arns.endpoint, endpoint_configs],
+            wildcard="ExecutionNamedJobs",
+        ),
+        Permission("DescribeEndpoint", ["sagemaker:DescribeEndpoint"], [arns.endpoint]),
+        Permission("FindEndpoint", ["sagemaker:ListEndpoints"], ["*"], wildcard="NoResourceLevelPermissions"),
+        # Notify
+        Permission("Notify", ["sns:Publish"], [topic_arn]),
+    ]

@@ -1,0 +1,237 @@
+"""The SageMaker API requests of the pipeline's tasks, as state ``Parameters`` (JSONPath).
+
+Values that vary per execution come from the execution's JSON: ``$.config`` (settings after ApplyDefaults),
+``$.run`` (this execution's names), ``$.capacity`` (spot or on-demand), ``$.best`` (merged hyperparameters),
+``$.training`` (the final job's Describe output). Everything else is fixed at synth time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from bincount.manifest import SPLITS
+from bincount.metrics import TUNING_OBJECTIVE, metric_definitions
+from bincount.tuning import DEFAULT_RANGES
+from stacks.pipeline.asl import DATA_BUCKET, SAGEMAKER_ROLE_ARN, TRAINING_SOURCE_URL
+from stacks.storage import JOBS_PREFIX
+
+HPO_PROGRAM = "hpo.py"
+TRAIN_PROGRAM = "train_model.py"
+INFERENCE_PROGRAM = "endpoint_inference.py"
+MODEL_CODE_DIR = "/opt/ml/model/code"
+CHECKPOINT_LOCAL_PATH = "/opt/ml/checkpoints"
+VARIANT_NAME = "AllTraffic"
+EXECUTION_TAG = "bincount:execution"
+VOLUME_SIZE_GB = 30
+TUNING_CHANNELS: tuple[str, ...] = ("train", "valid")
+
+# (hyperparameter, min setting, max setting, scaling): the scalings are bincount.tuning's, which the local twin
+# searches too; the bounds come from the settings (whose defaults are bincount.tuning's as well).
+_RANGE_SETTINGS = {
+    "lr": ("lrMin", "lrMax"),
+    "eps": ("epsMin", "epsMax"),
+    "weight-decay": ("weightDecayMin", "weightDecayMax"),
+}
+PARAMETER_RANGES: tuple[tuple[str, str, str, str], ...] = tuple(
+    (r.name, *_RANGE_SETTINGS[r.name], r.scaling) for r in DEFAULT_RANGES
+)
+# Debugger's built-in rules on the final job (rule_to_invoke names) and the tensors they need.
+DEBUGGER_RULES: tuple[str, ...] = ("LossNotDecreasing", "Overfit", "VanishingGradient", "PoorWeightInitialization")
+DEBUGGER_COLLECTIONS: tuple[str, ...] = ("losses", "weights", "gradients", "biases")
+DEBUGGER_SAVE_INTERVAL = "50"
+PROFILER_INTERVAL_MS = 500
+
+
+@dataclass(frozen=True)
+class RequestContext:
+    """What the requests need that is fixed at synth time."""
+
+    region: str
+    debugger_rules_image: str
+
+
+def s3_url(prefix: str) -> str:
+    """``s3://<data bucket>/<prefix>``."""
+    return f"s3://{DATA_BUCKET}/{prefix}"
+
+
+def _as_string(path: str) -> str:
+    """A setting rendered as a string, as hyperparameters and ranges must be (numbers or strings alike)."""
+    return f"States.Format('{{}}', {path})"
+
+
+def _tags() -> list[dict[str, str]]:
+    return [{"Key": EXECUTION_TAG, "Value.$": "$$.Execution.Id"}]
+
+
+def _channel(name: str) -> dict[str, Any]:
+    return {
+        "ChannelName": name,
+        "DataSource": {
+            "S3DataSource": {
+                "S3DataType": "S3Prefix",
+                "S3Uri": s3_url(f"{name}/"),
+                "S3DataDistributionType": "FullyReplicated",
+            }
+        },
+        "InputMode": "File",
+    }
+
+
+def _algorithm(image_path: str) -> dict[str, Any]:
+    """AlgorithmSpecification shared by trials and the final job (the tuning API has no more fields than these)."""
+    return {"TrainingImage.$": image_path, "TrainingInputMode": "File", "MetricDefinitions": metric_definitions()}
+
+
+def _resources(instance_type_path: str) -> dict[str, Any]:
+    return {"InstanceType.$": instance_type_path, "InstanceCount": 1, "VolumeSizeInGB": VOLUME_SIZE_GB}
+
+
+def static_hyperparameters(ctx: RequestContext) -> dict[str, str]:
+    """Hyperparameters every trial gets; the final job gets these merged with the tuned ones."""
+    return {
+        "epochs.$": _as_string("$.config.epochs"),
+        "batch-size.$": _as_string("$.config.batchSize"),
+        "sagemaker_program": HPO_PROGRAM,
+        "sagemaker_submit_directory": TRAINING_SOURCE_URL,
+        "sagemaker_region": ctx.region,
+        "sagemaker_container_log_level": "20",
+    }
+
+
+def final_job_overrides() -> dict[str, str]:
+    """What differs between a trial's hyperparameters and the final job's: the entry point."""
+    return {"sagemaker_program": TRAIN_PROGRAM}
+
+
+def tuning_job(ctx: RequestContext) -> dict[str, Any]:
+    """CreateHyperParameterTuningJob: Bayesian search minimising ``valid:loss`` with early stopping."""
+    return {
+        "HyperParameterTuningJobName.$": "$.run.tuningJobName",
+        "HyperParameterTuningJobConfig": {
+            "Strategy": "Bayesian",
+            "HyperParameterTuningJobObjective": {"Type": "Minimize", "MetricName": TUNING_OBJECTIVE},
+            "ResourceLimits": {
+                "MaxNumberOfTrainingJobs.$": "$.config.tuningMaxJobs",
+                "MaxParallelTrainingJobs.$": "$.config.tuningMaxParallelJobs",
+            },
+            "ParameterRanges": {
+                "ContinuousParameterRanges": [
+                    {
+                        "Name": name,
+                        "MinValue.$": _as_string(f"$.config.{low}"),
+                        "MaxValue.$": _as_string(f"$.config.{high}"),
+                        "ScalingType": scaling,
+                    }
+                    for name, low, high, scaling in PARAMETER_RANGES
+                ]
+            },
+            "TrainingJobEarlyStoppingType": "Auto",
+        },
+        "TrainingJobDefinition": {
+            "AlgorithmSpecification": _algorithm("$.config.tuningImage"),
+            "RoleArn": SAGEMAKER_ROLE_ARN,
+            "StaticHyperParameters": static_hyperparameters(ctx),
+            "InputDataConfig": [_channel(name) for name in TUNING_CHANNELS],
+            "OutputDataConfig": {"S3OutputPath": s3_url(f"{JOBS_PREFIX}tuning/")},
+            "ResourceConfig": _resources("$.config.tuningInstanceType"),
+            "StoppingCondition.$": "$.capacity.stoppingCondition",
+            "EnableManagedSpotTraining.$": "$.capacity.spot",
+        },
+        "Tags": _tags(),
+    }
+
+
+def _debugger(ctx: RequestContext) -> dict[str, Any]:
+    return {
+        "DebugHookConfig": {
+            "S3OutputPath": s3_url(f"{JOBS_PREFIX}debugger/"),
+            "CollectionConfigurations": [
+                {"CollectionName": name, "CollectionParameters": {"save_interval": DEBUGGER_SAVE_INTERVAL}}
+                for name in DEBUGGER_COLLECTIONS
+            ],
+        },
+        "DebugRuleConfigurations": [
+            {
+                "RuleConfigurationName": rule,
+                "RuleEvaluatorImage": ctx.debugger_rules_image,
+                "RuleParameters": {"rule_to_invoke": rule},
+            }
+            for rule in DEBUGGER_RULES
+        ],
+        "ProfilerConfig": {
+            "S3OutputPath": s3_url(f"{JOBS_PREFIX}profiler/"),
+            "ProfilingIntervalInMilliseconds": PROFILER_INTERVAL_MS,
+        },
+        "ProfilerRuleConfigurations": [
+            {
+                "RuleConfigurationName": "ProfilerReport",
+                "RuleEvaluatorImage": ctx.debugger_rules_image,
+                "RuleParameters": {"rule_to_invoke": "ProfilerReport"},
+            }
+        ],
+    }
+
+
+def training_job(ctx: RequestContext) -> dict[str, Any]:
+    """CreateTrainingJob: the best hyperparameters on train+valid+test, with Debugger, Profiler and checkpoints."""
+    return {
+        "TrainingJobName.$": "$.run.trainingJobName",
+        "AlgorithmSpecification": {**_algorithm("$.config.trainingImage"), "EnableSageMakerMetricsTimeSeries": True},
+        "RoleArn": SAGEMAKER_ROLE_ARN,
+        "HyperParameters.$": "$.best.hyperParameters",
+        "InputDataConfig": [_channel(name) for name in SPLITS],
+        "OutputDataConfig": {"S3OutputPath": s3_url(f"{JOBS_PREFIX}training/")},
+        "ResourceConfig": _resources("$.config.trainingInstanceType"),
+        "StoppingCondition.$": "$.capacity.stoppingCondition",
+        "EnableManagedSpotTraining.$": "$.capacity.spot",
+        # Checkpoints every epoch: a spot interruption resumes where it stopped (bincount.checkpoint).
+        "CheckpointConfig": {"S3Uri.$": "$.run.checkpointUri", "LocalPath": CHECKPOINT_LOCAL_PATH},
+        **_debugger(ctx),
+        "Tags": _tags(),
+    }
+
+
+def model(ctx: RequestContext) -> dict[str, Any]:
+    """CreateModel: the CPU inference container running the handler that travels in the model artifact's code/."""
+    return {
+        "ModelName.$": "$.run.modelName",
+        "ExecutionRoleArn": SAGEMAKER_ROLE_ARN,
+        "PrimaryContainer": {
+            "Image.$": "$.config.inferenceImage",
+            "ModelDataUrl.$": "$.training.ModelArtifacts.S3ModelArtifacts",
+            "Environment": {
+                "SAGEMAKER_PROGRAM": INFERENCE_PROGRAM,
+                "SAGEMAKER_SUBMIT_DIRECTORY": MODEL_CODE_DIR,
+                "SAGEMAKER_CONTAINER_LOG_LEVEL": "20",
+                "SAGEMAKER_REGION": ctx.region,
+            },
+        },
+        "Tags": _tags(),
+    }
+
+
+def endpoint_config() -> dict[str, Any]:
+    """CreateEndpointConfig: one instance of the endpoint instance type serving the new model."""
+    return {
+        "EndpointConfigName.$": "$.run.endpointConfigName",
+        "ProductionVariants": [
+            {
+                "VariantName": VARIANT_NAME,
+                "ModelName.$": "$.run.modelName",
+                "InitialInstanceCount": 1,
+                "InstanceType.$": "$.config.endpointInstanceType",
+                "InitialVariantWeight": 1,
+            }
+        ],
+        "Tags": _tags(),
+    }
+
+
+def create_endpoint(endpoint_name: str) -> dict[str, Any]:
+    return {"EndpointName": endpoint_name, "EndpointConfigName.$": "$.run.endpointConfigName", "Tags": _tags()}
+
+
+def update_endpoint(endpoint_name: str) -> dict[str, Any]:
+    return {"EndpointName": endpoint_name, "EndpointConfigName.$": "$.run.endpointConfigName"}

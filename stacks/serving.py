@@ -1,0 +1,160 @@
+"""CountApi: the REST API of DESIGN.md §5 in front of the endpoint, through the Lambda handler in ``lambda/``.
+
+- ``POST /count`` (raw image body, ``Content-Type`` required) and ``GET /health``, both behind an API key
+  (``x-api-key``) whose usage plan is sized for one ml.t2.medium (rate, burst, daily quota from the settings);
+- binary media types so images reach the Lambda base64-encoded;
+- request validation, JSON access logs, X-Ray tracing, execution logs at ERROR;
+- API Gateway's own errors (throttled, bad key, missing Content-Type, too large, no such route) answered as JSON
+  ``{"error": ...}`` like the Lambda's.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from aws_cdk import Duration
+from aws_cdk import aws_apigateway as apigw
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
+from constructs import Construct
+
+from stacks.log_groups import log_group
+from stacks.nag import NagWildcard, suppress, suppress_wildcards
+from stacks.permissions import Arns, Permission, attach
+from stacks.settings import Settings
+
+HANDLER_DIR = Path(__file__).resolve().parent.parent / "lambda"
+HANDLER = "api.handler"
+STAGE_NAME = "v1"
+BINARY_MEDIA_TYPES: tuple[str, ...] = ("image/jpeg", "image/png", "application/x-image")
+ASSET_EXCLUDES: tuple[str, ...] = ("__pycache__", "*.pyc", "tests", ".pytest_cache")
+
+# API Gateway's own error responses, in the API's JSON error shape: (response type, status, message).
+GATEWAY_ERRORS: tuple[tuple[apigw.ResponseType, str, str], ...] = (
+    (apigw.ResponseType.THROTTLED, "429", "too many requests: slow down and retry"),
+    (apigw.ResponseType.QUOTA_EXCEEDED, "429", "daily request quota of this API key exceeded"),
+    (apigw.ResponseType.INVALID_API_KEY, "403", "missing or invalid API key: send it in the x-api-key header"),
+    (apigw.ResponseType.BAD_REQUEST_PARAMETERS, "400", "missing Content-Type header: send image/jpeg or image/png"),
+    (apigw.ResponseType.REQUEST_TOO_LARGE, "413", "request too large"),
+    (apigw.ResponseType.MISSING_AUTHENTICATION_TOKEN, "404", "no such route: use POST /count or GET /health"),
+    (apigw.ResponseType.DEFAULT_4_XX, None, "$context.error.message"),
+    (apigw.ResponseType.DEFAULT_5_XX, None, "$context.error.message"),
+)
+
+
+class CountApi(Construct):
+    """The API, its Lambda handler (``lambda/api.py``), API key and usage plan."""
+
+    def __init__(self, scope: Construct, construct_id: str, *, settings: Settings, handler_dir: Path = HANDLER_DIR):
+        super().__init__(scope, construct_id)
+        self.function = self._handler(settings, handler_dir)
+        access_logs = log_group(self, "AccessLogs", retention_days=settings.log_retention_days)
+        self.api = apigw.RestApi(
+            self,
+            "Api",
+            rest_api_name=f"{settings.name_prefix}-api",
+            description="Count the objects in a bin photo: POST /count with the image, GET /health.",
+            binary_media_types=list(BINARY_MEDIA_TYPES),
+            endpoint_types=[apigw.EndpointType.REGIONAL],
+            api_key_source_type=apigw.ApiKeySourceType.HEADER,
+            cloud_watch_role=True,
+            deploy_options=apigw.StageOptions(
+                stage_name=STAGE_NAME,
+                access_log_destination=apigw.LogGroupLogDestination(access_logs),
+                access_log_format=apigw.AccessLogFormat.json_with_standard_fields(
+                    caller=True,
+                    http_method=True,
+                    ip=True,
+                    protocol=True,
+                    request_time=True,
+                    resource_path=True,
+                    response_length=True,
+                    status=True,
+                    user=True,
+                ),
+                tracing_enabled=True,
+                logging_level=apigw.MethodLoggingLevel.ERROR,
+                data_trace_enabled=False,
+                metrics_enabled=True,
+                throttling_rate_limit=settings.api_rate_limit,
+                throttling_burst_limit=settings.api_burst_limit,
+            ),
+        )
+        validator = self.api.add_request_validator(
+            "RequestValidator",
+            request_validator_name="headers",
+            validate_request_parameters=True,
+            # No body models (the body is a binary image), so body validation checks nothing; the Lambda does.
+            validate_request_body=True,
+        )
+        integration = apigw.LambdaIntegration(self.function, proxy=True, allow_test_invoke=False)
+        count = self.api.root.add_resource("count").add_method(
+            "POST",
+            integration,
+            api_key_required=True,
+            request_validator=validator,
+            request_parameters={"method.request.header.Content-Type": True},
+        )
+        health = self.api.root.add_resource("health").add_method(
+            "GET", integration, api_key_required=True, request_validator=validator
+        )
+        for response_type, status, message in GATEWAY_ERRORS:
+            self.api.add_gateway_response(
+                f"{response_type.response_type.title().replace('_', '')}Response",
+                type=response_type,
+                status_code=status,
+                templates={"application/json": f'{{"error": "{message}"}}'},
+            )
+        self.api_key = self.api.add_api_key("ApiKey", api_key_name=f"{settings.name_prefix}-key")
+        plan = self.api.add_usage_plan(
+            "UsagePlan",
+            name=f"{settings.name_prefix}-usage",
+            description="Sized for one ml.t2.medium endpoint instance.",
+            throttle=apigw.ThrottleSettings(rate_limit=settings.api_rate_limit, burst_limit=settings.api_burst_limit),
+            quota=apigw.QuotaSettings(limit=settings.api_daily_quota, period=apigw.Period.DAY),
+            api_stages=[apigw.UsagePlanPerApiStage(api=self.api, stage=self.api.deployment_stage)],
+        )
+        plan.add_api_key(self.api_key)
+        suppress(self.function, "PinnedRuntime")
+        suppress(self.api.deployment_stage, "NoWaf")
+        for method in (count, health):
+            suppress(method.node.default_child, "ApiKeyCallers", "NoUserPool")
+        suppress(self.api.node.find_child("CloudWatchRole"), "ApiGatewayLogsRole")
+
+    def _handler(self, settings: Settings, handler_dir: Path) -> lambda_.Function:
+        handler_logs = log_group(self, "HandlerLogs", retention_days=settings.log_retention_days)
+        role = iam.Role(
+            self,
+            "HandlerRole",
+            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+            description="The bincount API handler: invokes and describes the one endpoint.",
+        )
+        policy = iam.Policy(self, "HandlerAccess", roles=[role])
+        arns = Arns(self, settings)
+        attach(
+            policy,
+            [
+                Permission("WriteLogs", ["logs:CreateLogStream", "logs:PutLogEvents"], [handler_logs.log_group_arn]),
+                Permission(
+                    "InvokeEndpoint", ["sagemaker:InvokeEndpoint", "sagemaker:DescribeEndpoint"], [arns.endpoint]
+                ),
+            ],
+        )
+        function = lambda_.Function(
+            self,
+            "Handler",
+            runtime=lambda_.Runtime.PYTHON_3_12,
+            handler=HANDLER,
+            code=lambda_.Code.from_asset(str(handler_dir), exclude=list(ASSET_EXCLUDES)),
+            environment={"ENDPOINT_NAME": settings.endpoint_name},
+            timeout=Duration.seconds(29),
+            memory_size=256,
+            tracing=lambda_.Tracing.ACTIVE,
+            role=role,
+            log_group=handler_logs,
+            description="POST /count and GET /health in front of the SageMaker endpoint.",
+        )
+        function.node.add_dependency(policy)
+        # Tracing adds xray:PutTraceSegments / PutTelemetryRecords on "*" to the role's default policy.
+        suppress_wildcards(role, [NagWildcard("Resource", "*", "NoResourceLevelPermissions")])
+        return function

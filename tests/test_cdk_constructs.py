@@ -1,0 +1,42 @@
+"""Constructs and synth-time lookups on their own: what the default settings do not exercise."""
+
+from __future__ import annotations
+
+import pytest
+from aws_cdk import App, Stack
+from aws_cdk.assertions import Template
+
+from stacks.images import ImageRef, resolve_images
+from stacks.notifications import PipelineNotifications
+from stacks.settings import SettingsError, load_settings
+
+
+def test_notification_email_is_subscribed() -> None:
+    stack = Stack(App(), "Probe")
+    PipelineNotifications(stack, "Notifications", email="ops@example.com")
+    Template.from_stack(stack).has_resource_properties(
+        "AWS::SNS::Subscription", {"Protocol": "email", "Endpoint": "ops@example.com"}
+    )
+
+
+def test_images_follow_the_region_and_the_instance_family() -> None:
+    settings = load_settings({"trainingInstanceType": "ml.g4dn.xlarge"}.get, {"CDK_DEFAULT_REGION": "eu-west-1"})
+    images = resolve_images(settings)
+    assert images.training.uri == "763104351884.dkr.ecr.eu-west-1.amazonaws.com/pytorch-training:2.1-gpu-py310"
+    assert images.tuning.uri == "763104351884.dkr.ecr.eu-west-1.amazonaws.com/pytorch-training:2.1-cpu-py310"
+    assert images.inference.uri == "763104351884.dkr.ecr.eu-west-1.amazonaws.com/pytorch-inference:2.1-cpu-py310"
+    assert images.debugger_rules.region == "eu-west-1"
+    assert images.training.repository == "pytorch-training" and images.training.account == "763104351884"
+
+
+def test_an_unknown_framework_version_fails_naming_the_setting() -> None:
+    settings = load_settings({"frameworkVersion": "0.1"}.get, {})
+    with pytest.raises(SettingsError, match="setting 'frameworkVersion'"):
+        resolve_images(settings)
+
+
+def test_image_uri_parsing() -> None:
+    ref = ImageRef.parse("727897471807.dkr.ecr.cn-north-1.amazonaws.com.cn/pytorch-inference:2.1-cpu-py310")
+    assert (ref.account, ref.region, ref.repository) == ("727897471807", "cn-north-1", "pytorch-inference")
+    with pytest.raises(ValueError, match="not an ECR image URI"):
+        ImageRef.parse("python:3.11")
