@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from collections.abc import Callable, Sequence
 
@@ -10,7 +11,12 @@ from bincount import __version__
 
 # (module, function) pairs: each function adds one sub-command to the parser and sets ``func`` on it.
 # Command modules keep their heavy imports (torch, boto3) inside the command, so `bincount --help` stays fast.
-COMMANDS: tuple[tuple[str, str], ...] = (("bincount.cli_train", "add_train_command"),)
+COMMANDS: tuple[tuple[str, str], ...] = (
+    ("bincount.cli_up", "add_up_command"),
+    ("bincount.cli_train", "add_train_command"),
+    ("bincount.cli_serving", "add_count_command"),
+    ("bincount.cli_serving", "add_invoke_command"),
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -24,8 +30,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _stop_on_sigterm(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt  # stop as on Ctrl-C: child processes and servers are shut down cleanly
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    signal.signal(signal.SIGTERM, _stop_on_sigterm)
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:

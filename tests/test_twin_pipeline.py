@@ -78,7 +78,7 @@ def test_folder_in_channel_layout_is_used_as_is(channels) -> None:
 
 
 def test_folder_without_photos_is_a_clear_error(tmp_path) -> None:
-    with pytest.raises(DataError, match="no photos with 1..5 objects"):
+    with pytest.raises(DataError, match=r"no photos with 1\.\.5 objects"):
         dataset_from_folder(tmp_path, tmp_path / "out")
     with pytest.raises(DataError, match="either --data DIR or --download N"):
         build_dataset(tmp_path / "out", data=tmp_path, download=5)
