@@ -171,17 +171,11 @@ def main(argv: list[str] | None = None) -> int:
     import time
 
     from bincount.model import ModelConfig, PretrainedWeightsUnavailable, build_model
-    from bincount.train import parse_args, seed_everything
+    from bincount.train import parse_args, resolve_device, seed_everything
 
     args = parse_args(argv)
     seed_everything(args.seed)  # a random-init backbone (offline runs) is then the same one the trials build
-    device = torch.device(
-        "cuda"
-        if args.device == "auto" and torch.cuda.is_available()
-        else "cpu"
-        if args.device == "auto"
-        else args.device
-    )
+    device = resolve_device(args.device)
     if not (args.train and args.valid and args.model_dir):
         log.error("missing input: set --train/SM_CHANNEL_TRAIN, --valid/SM_CHANNEL_VALID and --model-dir/SM_MODEL_DIR")
         return 2

@@ -15,7 +15,7 @@ import os
 import random
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,12 +28,13 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from bincount import debugger, distributed
 from bincount.artifact import package_code
 from bincount.checkpoint import Checkpointer, History
-from bincount.data import ChannelDataset, DataError, collate_skipping_bad
+from bincount.data import ChannelDataset, DataError, collate_skipping_bad, load_rgb, scan_channel
 from bincount.evaluation import evaluate_counts, write_evaluation
 from bincount.features import CachedViews, load_cache
 from bincount.labels import index_to_count
 from bincount.metrics import TEST_ACCURACY, TEST_RMSE, TRAIN_LOSS, VALID_ACCURACY, VALID_LOSS, format_metric
 from bincount.model import HEADS, BinCountNet, ModelConfig, PretrainedWeightsUnavailable, build_model, save_model
+from bincount.quantize import CALIBRATION_IMAGES, save_int8_backbone
 from bincount.transforms import eval_transform, train_transform
 
 log = logging.getLogger("bincount.train")
@@ -49,6 +50,29 @@ class EpochStats:
     skipped: int
 
 
+@dataclass
+class _Tally:
+    """Running sums of one pass over a channel."""
+
+    loss_sum: float = 0.0
+    correct: int = 0
+    n: int = 0
+    skipped: int = 0
+
+    def add(self, loss: torch.Tensor, predicted: torch.Tensor, targets: torch.Tensor) -> None:
+        self.loss_sum += loss.item() * len(targets)
+        self.correct += (predicted == targets).sum().item()
+        self.n += len(targets)
+
+
+def _batches(loader: DataLoader, device: torch.device, tally: _Tally) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """(images, targets) on the device; unreadable photos are counted in the tally, empty batches skipped."""
+    for batch in loader:
+        tally.skipped += batch.skipped
+        if len(batch):
+            yield batch.images.to(device, non_blocking=True), batch.targets.to(device, non_blocking=True)
+
+
 def train_one_epoch(
     model: nn.Module,
     loader: DataLoader,
@@ -60,21 +84,15 @@ def train_one_epoch(
     """One pass over the training channel; returns the mean loss (over all processes)."""
     model.train()
     debugger.set_mode(hook, "train")
-    loss_sum, correct, n, skipped = 0.0, 0, 0, 0
-    for batch in loader:
-        skipped += batch.skipped
-        if len(batch) == 0:
-            continue
-        images, targets = batch.images.to(device, non_blocking=True), batch.targets.to(device, non_blocking=True)
+    tally = _Tally()
+    for images, targets in _batches(loader, device, tally):
         logits = model(images)
         loss = criterion(logits, targets)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        loss_sum += loss.item() * len(batch)
-        correct += (logits.argmax(1) == targets).sum().item()
-        n += len(batch)
-    return _reduce(loss_sum, correct, n, skipped, device)
+        tally.add(loss, logits.argmax(1), targets)
+    return _reduce(tally, device)
 
 
 @torch.inference_mode()
@@ -94,27 +112,19 @@ def evaluate(
     """
     model.eval()
     debugger.set_mode(hook, "eval")
-    loss_sum, correct, n, skipped = 0.0, 0, 0, 0
-    for batch in loader:
-        skipped += batch.skipped
-        if len(batch) == 0:
-            continue
-        images, targets = batch.images.to(device, non_blocking=True), batch.targets.to(device, non_blocking=True)
+    tally = _Tally()
+    for images, targets in _batches(loader, device, tally):
         logits = model(images)
-        loss_sum += criterion(logits, targets).item() * len(batch)
         predicted = logits.argmax(1)
-        correct += (predicted == targets).sum().item()
-        n += len(batch)
+        tally.add(criterion(logits, targets), predicted, targets)
         if predictions is not None:
             predictions.extend(zip(targets.tolist(), predicted.tolist(), strict=True))
-    return _reduce(loss_sum, correct, n, skipped, device, reduce=reduce)
+    return _reduce(tally, device, reduce=reduce)
 
 
-def _reduce(
-    loss_sum: float, correct: int, n: int, skipped: int, device: torch.device, *, reduce: bool = True
-) -> EpochStats:
-    if reduce:
-        loss_sum, correct, n, skipped = distributed.all_reduce_sum([loss_sum, correct, n, skipped], device)
+def _reduce(tally: _Tally, device: torch.device, *, reduce: bool = True) -> EpochStats:
+    sums = [tally.loss_sum, tally.correct, tally.n, tally.skipped]
+    loss_sum, correct, n, skipped = distributed.all_reduce_sum(sums, device) if reduce else sums
     if n == 0:
         raise DataError("every image of the channel was unreadable: nothing to train or evaluate on")
     return EpochStats(loss=loss_sum / n, accuracy=correct / n, n=int(n), skipped=int(skipped))
@@ -163,6 +173,13 @@ def _seed_worker(worker_id: int) -> None:
     random.seed(seed)
 
 
+def resolve_device(choice: str) -> torch.device:
+    """``auto`` is the GPU when there is one, else the CPU."""
+    if choice == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(choice)
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
@@ -193,13 +210,7 @@ def main(args: argparse.Namespace, *, final: bool) -> int:
     """Train; for the final job also test and write the artifact. Returns the process exit code."""
     configure_logging()
     seed_everything(args.seed)
-    device = torch.device(
-        "cuda"
-        if args.device == "auto" and torch.cuda.is_available()
-        else "cpu"
-        if args.device == "auto"
-        else args.device
-    )
+    device = resolve_device(args.device)
     distributed.init_distributed(device)
     try:
         return _run(args, device, final=final)
@@ -317,8 +328,24 @@ def _finish(
     plots.plot_losses(history.train_loss, history.valid_loss, output_dir)
     plots.plot_confusion(report["confusion_matrix"], output_dir)
     save_model(net.cpu(), config, args.model_dir)
+    _save_int8(net, args)
     package_code(args.model_dir)
     log.info("model artifact written to %s; evaluation and plots to %s", args.model_dir, output_dir)
+
+
+def _save_int8(net: BinCountNet, args: argparse.Namespace) -> None:
+    """The endpoint's int8 backbone, calibrated on a few training photos spread over the counts (the test photos
+    when training read cached features and has none)."""
+    source = "train" if args.train else "test"
+    samples = scan_channel(args.train or args.test)
+    step = max(1, len(samples) // CALIBRATION_IMAGES)
+    transform = eval_transform()
+    images = [load_rgb(s.path) for s in samples[::step]]
+    batch = [transform(img) for img in images if img is not None][:CALIBRATION_IMAGES]
+    if not batch:
+        log.warning("no readable %s photo to calibrate the int8 backbone: the endpoint will serve fp32", source)
+        return
+    save_int8_backbone(net.backbone, torch.stack(batch), args.model_dir, source=source)
 
 
 def _fingerprint(args: argparse.Namespace, final: bool) -> dict[str, object]:
