@@ -16,6 +16,7 @@ COMMANDS: tuple[tuple[str, str], ...] = (
     ("bincount.cli_train", "add_train_command"),
     ("bincount.cli_serving", "add_count_command"),
     ("bincount.cli_serving", "add_invoke_command"),
+    ("bincount.cli_cost", "add_cost_command"),
 )
 
 

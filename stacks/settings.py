@@ -208,10 +208,19 @@ class Settings:
 
     # --- instances and containers -------------------------------------------------------------------------------
     tuning_instance_type: str = setting(
-        "tuningInstanceType", "ml.m5.xlarge", _INSTANCE, "Instance type of each tuning trial.", runtime=True
+        "tuningInstanceType",
+        "ml.m5.large",
+        _INSTANCE,
+        "Instance type of each tuning trial. With featureCache a trial trains only the head on cached features, so "
+        "a small CPU instance is enough; without it every trial runs the backbone (ml.m5.2xlarge or a GPU type).",
+        runtime=True,
     )
     training_instance_type: str = setting(
-        "trainingInstanceType", "ml.m5.xlarge", _INSTANCE, "Instance type of the final training job.", runtime=True
+        "trainingInstanceType",
+        "ml.m5.xlarge",
+        _INSTANCE,
+        "Instance type of the feature-extraction job and of the final training job.",
+        runtime=True,
     )
     endpoint_instance_type: str = setting(
         "endpointInstanceType", "ml.t2.medium", _INSTANCE, "Instance type of the real-time endpoint.", runtime=True
@@ -261,6 +270,14 @@ class Settings:
         _RANGES["weight-decay"].max_value,
         _positive,
         _range_doc("weight-decay", "upper"),
+        runtime=True,
+    )
+    feature_cache: bool = setting(
+        "featureCache",
+        True,
+        _boolean,
+        "Run the frozen backbone once (ExtractFeatures) and train every trial and the final head on the cached "
+        "features; false fine-tunes on the photos in every job (needed when layers are unfrozen).",
         runtime=True,
     )
     use_spot: bool = setting(

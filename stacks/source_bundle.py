@@ -7,7 +7,7 @@ snapshot and deploys only change when the code does.
 
 Layout (the tarball's root is the job's working directory)::
 
-    hpo.py  train_model.py  requirements.txt  bincount/*.py
+    hpo.py  extract_features.py  train_model.py  requirements.txt  bincount/*.py
     inference/endpoint_inference.py  [inference/requirements.txt]
 
 ``bincount.artifact`` finds the inference handler at ``<root>/inference/endpoint_inference.py`` next to the package,
@@ -42,6 +42,7 @@ def source_members(root: Path = PROJECT_ROOT) -> list[tuple[str, Path]]:
     """
     required = {
         "hpo.py": root / "training" / "hpo.py",
+        "extract_features.py": root / "training" / "extract_features.py",
         "train_model.py": root / "training" / "train_model.py",
         "requirements.txt": root / "training" / "requirements.txt",
         "inference/endpoint_inference.py": root / "inference" / "endpoint_inference.py",

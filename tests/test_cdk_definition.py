@@ -51,6 +51,8 @@ def test_every_state_of_the_design_is_there_in_order(asl: dict[str, Any]) -> Non
     order = [
         d.APPLY_DEFAULTS,
         d.PREPARE_DATASET,
+        d.CHOOSE_FEATURE_CACHE,
+        d.EXTRACT_FEATURES,
         d.TUNE,
         d.PICK_BEST,
         d.TRAIN,
@@ -113,9 +115,10 @@ def test_every_failure_path_notifies_then_fails(asl: dict[str, Any]) -> None:
     assert asl["States"][d.NOTIFY_FAILURE]["Resource"] == "arn:aws:states:::sns:publish"
 
 
-def test_only_tune_and_train_are_sync_and_the_rest_poll(asl: dict[str, Any]) -> None:
+def test_only_the_sagemaker_jobs_are_sync_and_the_rest_poll(asl: dict[str, Any]) -> None:
     sync = {n: s["Resource"] for n, s in all_states(asl["States"]) if s.get("Resource", "").endswith(".sync")}
     assert sync == {
+        d.EXTRACT_FEATURES: "arn:aws:states:::sagemaker:createTrainingJob.sync",
         d.TUNE: "arn:aws:states:::sagemaker:createHyperParameterTuningJob.sync",
         d.TRAIN: "arn:aws:states:::sagemaker:createTrainingJob.sync",
     }
@@ -159,6 +162,7 @@ def test_job_names_are_unique_per_execution_and_short_enough(asl: dict[str, Any]
     run = asl["States"][d.NAME_JOBS]["Parameters"]["run"]
     template = re.fullmatch(r"States\.Format\('([^']+)', \$\.uuid\[0\], \$\.uuid\[1\]\)", run["tuningJobName.$"])
     assert template is not None
+    assert run["featuresJobName.$"] == run["trainingJobName.$"].replace("-train-", "-features-")
     # Two UUID parts: 8 + 4 hex digits fill the two placeholders.
     assert len(template[1].replace("{}{}", "0" * 12)) <= MAX_TUNING_JOB_NAME
     assert asl["States"][d.MERGE_SETTINGS]["Parameters"]["uuid.$"] == "States.StringSplit(States.UUID(), '-')"
@@ -171,15 +175,62 @@ def test_tuning_request(asl: dict[str, Any]) -> None:
     assert config["TrainingJobEarlyStoppingType"] == "Auto"
     definition = request["TrainingJobDefinition"]
     assert definition["AlgorithmSpecification"]["MetricDefinitions"] == metric_definitions()
-    assert [c["ChannelName"] for c in definition["InputDataConfig"]] == ["train", "valid"]
+    assert definition["InputDataConfig.$"] == "$.channels.tuning"
+    assert definition["ResourceConfig"]["InstanceType.$"] == "$.config.tuningInstanceType"
     assert definition["StaticHyperParameters"]["sagemaker_program"] == "hpo.py"
     assert definition["EnableManagedSpotTraining.$"] == "$.capacity.spot"
+
+
+def channel_names(channels: list[dict[str, Any]]) -> list[str]:
+    return [c["ChannelName"] for c in channels]
+
+
+def test_feature_cache_chooses_the_channels_of_trials_and_final_job(asl: dict[str, Any]) -> None:
+    states = asl["States"]
+    assert states[d.PREPARE_DATASET]["Next"] == d.CHOOSE_FEATURE_CACHE
+    choose = states[d.CHOOSE_FEATURE_CACHE]
+    assert choose["Choices"] == [
+        {"Variable": "$.config.featureCache", "BooleanEquals": True, "Next": d.EXTRACT_FEATURES}
+    ]
+    assert choose["Default"] == d.USE_PHOTO_CHANNELS
+    assert states[d.EXTRACT_FEATURES]["Next"] == d.USE_CACHED_FEATURES
+    assert states[d.USE_CACHED_FEATURES]["Next"] == states[d.USE_PHOTO_CHANNELS]["Next"] == d.TUNE
+    cached = states[d.USE_CACHED_FEATURES]["Parameters"]
+    assert (channel_names(cached["tuning"]), channel_names(cached["training"])) == (["features"], ["features", "test"])
+    source = cached["tuning"][0]["DataSource"]["S3DataSource"]
+    assert source == {
+        "S3DataType": "S3Prefix",
+        "S3Uri.$": "$.features.ModelArtifacts.S3ModelArtifacts",
+        "S3DataDistributionType": "FullyReplicated",
+    }
+    assert cached["training"][0] == cached["tuning"][0]
+    photos = states[d.USE_PHOTO_CHANNELS]["Parameters"]
+    assert channel_names(photos["tuning"]) == ["train", "valid"]
+    assert channel_names(photos["training"]) == ["train", "valid", "test"]
+    assert {c["DataSource"]["S3DataSource"]["S3Uri"] for c in photos["training"]} == {
+        f"s3://${{DataBucket}}/{name}/" for name in ("train", "valid", "test")
+    }
+    assert states[d.USE_CACHED_FEATURES]["ResultPath"] == states[d.USE_PHOTO_CHANNELS]["ResultPath"] == "$.channels"
+
+
+def test_feature_extraction_request(asl: dict[str, Any]) -> None:
+    request = asl["States"][d.EXTRACT_FEATURES]["Parameters"]
+    assert request["TrainingJobName.$"] == "$.run.featuresJobName"
+    assert request["HyperParameters"]["sagemaker_program"] == "extract_features.py"
+    assert request["HyperParameters"]["sagemaker_submit_directory"] == "${TrainingSourceUrl}"
+    assert request["HyperParameters"]["batch-size.$"] == "States.Format('{}', $.config.batchSize)"
+    assert channel_names(request["InputDataConfig"]) == ["train", "valid"]
+    assert request["ResourceConfig"]["InstanceType.$"] == "$.config.trainingInstanceType"
+    assert request["AlgorithmSpecification"]["TrainingImage.$"] == "$.config.trainingImage"
+    assert request["OutputDataConfig"] == {"S3OutputPath": "s3://${DataBucket}/jobs/features/"}
+    assert request["EnableManagedSpotTraining.$"] == "$.capacity.spot"
+    assert asl["States"][d.EXTRACT_FEATURES]["ResultPath"] == "$.features"
 
 
 def test_training_request_has_debugger_profiler_checkpoints_and_the_merged_hyperparameters(asl: dict[str, Any]) -> None:
     request = asl["States"][d.TRAIN]["Parameters"]
     assert request["HyperParameters.$"] == "$.best.hyperParameters"
-    assert [c["ChannelName"] for c in request["InputDataConfig"]] == ["train", "valid", "test"]
+    assert request["InputDataConfig.$"] == "$.channels.training"
     assert request["AlgorithmSpecification"]["MetricDefinitions"] == metric_definitions()
     assert request["CheckpointConfig"] == {"S3Uri.$": "$.run.checkpointUri", "LocalPath": "/opt/ml/checkpoints"}
     rules = {r["RuleParameters"]["rule_to_invoke"] for r in request["DebugRuleConfigurations"]}

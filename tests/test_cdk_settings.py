@@ -37,6 +37,8 @@ def test_defaults() -> None:
     settings = settings_with()
     assert settings.region == "us-east-1" and settings.account is None
     assert settings.endpoint_instance_type == "ml.t2.medium"
+    # Trials train only the head on cached features: a small CPU instance is enough.
+    assert (settings.feature_cache, settings.tuning_instance_type) == (True, "ml.m5.large")
     assert (settings.framework_version, settings.py_version) == ("2.1", "py310")
     assert (settings.lr_min, settings.lr_max, settings.eps_min, settings.eps_max) == (1e-5, 1e-1, 1e-9, 1e-8)
     assert (settings.weight_decay_min, settings.weight_decay_max) == (1e-3, 1e-1)
@@ -59,6 +61,8 @@ def test_every_setting_is_documented() -> None:
         ("accuracyFloor", "0.45", 0.45),
         ("useSpot", "false", False),
         ("useSpot", "True", True),
+        ("featureCache", "false", False),
+        ("tuningInstanceType", "ml.m5.2xlarge", "ml.m5.2xlarge"),
         ("maxImagesPerCount", "100", 100),
         ("maxImagesPerCount", "null", None),
         ("notificationEmail", " ops@example.com ", "ops@example.com"),
@@ -139,7 +143,9 @@ def test_a_bad_environment_fails_naming_the_variable(environ: dict[str, str]) ->
 def test_runtime_settings_are_the_ones_an_execution_may_override() -> None:
     runtime = settings_with(epochs=9).runtime_values()
     assert runtime["epochs"] == 9
-    assert {"accuracyFloor", "useSpot", "tuningMaxJobs", "lrMin", "endpointInstanceType"} <= set(runtime)
+    assert {"accuracyFloor", "useSpot", "featureCache", "tuningMaxJobs", "lrMin", "endpointInstanceType"} <= set(
+        runtime
+    )
     assert not {"namePrefix", "maxImagesPerCount", "notificationEmail", "stackName"} & set(runtime)
 
 

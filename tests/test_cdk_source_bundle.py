@@ -24,7 +24,13 @@ def test_layout_is_what_script_mode_and_the_artifact_code_expect(tmp_path: Path)
     archive = write_tarball(source_members(), tmp_path / "source.tar.gz")
     members = names(archive)
     assert members == sorted(members)
-    assert {"hpo.py", "train_model.py", "requirements.txt", "inference/endpoint_inference.py"} <= set(members)
+    assert {
+        "hpo.py",
+        "extract_features.py",
+        "train_model.py",
+        "requirements.txt",
+        "inference/endpoint_inference.py",
+    } <= set(members)
     package = {p.name for p in (PROJECT_ROOT / "bincount").glob("*.py")}
     assert {m.removeprefix("bincount/") for m in members if m.startswith("bincount/")} == package
     assert not [m for m in members if "__pycache__" in m or m.endswith(".pyc")]

@@ -1,9 +1,9 @@
 """The synthesized state machine, executed for real in moto's Step Functions interpreter.
 
-The definition is the template's DefinitionString with the DefinitionSubstitutions filled in. Only the two ``.sync``
-states (Tune, Train), which moto cannot run, are changed: each becomes its request-response twin (so moto's
-SageMaker receives, and botocore validates, the very request the state sends) followed by a Pass state returning a
-recorded Describe output of a finished job. Everything else runs as deployed: ApplyDefaults, the Distributed Map
+The definition is the template's DefinitionString with the DefinitionSubstitutions filled in. Only the ``.sync``
+states (ExtractFeatures, Tune, Train), which moto cannot run, are changed: each becomes its request-response twin (so
+moto's SageMaker receives, and botocore validates, the very request the state sends) followed by a Pass state returning
+a recorded Describe output of a finished job. Everything else runs as deployed: ApplyDefaults, the Distributed Map
 reading the manifest from S3 and copying images with s3:copyObject, PickBest's JsonMerge, the gate, the endpoint
 create-or-update and DescribeEndpoint polling, SNS notifications, the Fail state.
 
@@ -47,6 +47,7 @@ SUBSTITUTIONS = {
 }
 ENDPOINT = "bincount-endpoint"
 MODEL_DATA = f"s3://{BUCKET}/jobs/training/bincount-train-recorded/output/model.tar.gz"
+FEATURES_DATA = f"s3://{BUCKET}/jobs/features/bincount-features-recorded/output/model.tar.gz"
 TUNED = {"lr": "0.0031622776601683794", "eps": "4.2e-09", "weight-decay": "0.012"}
 # What Tune sends as static hyperparameters with the defaults (the recorded Describe output echoes it).
 STATIC = {
@@ -103,6 +104,24 @@ def tuning_describe() -> dict[str, Any]:
     }
 
 
+def features_describe() -> dict[str, Any]:
+    """DescribeTrainingJob of a completed feature-extraction job: its model.tar.gz holds the cached features."""
+    return {
+        "TrainingJobName": "bincount-features-recorded",
+        "TrainingJobArn": f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:training-job/bincount-features-recorded",
+        "TrainingJobStatus": "Completed",
+        "SecondaryStatus": "Completed",
+        "ModelArtifacts": {"S3ModelArtifacts": FEATURES_DATA},
+        "HyperParameters": {
+            "batch-size": "32",
+            "sagemaker_program": "extract_features.py",
+            "sagemaker_submit_directory": SOURCE_URL,
+        },
+        "EnableManagedSpotTraining": True,
+        "BillableTimeInSeconds": 412,
+    }
+
+
 def training_describe(test_accuracy: float) -> dict[str, Any]:
     """DescribeTrainingJob of a completed final job whose test accuracy was ``test_accuracy``."""
     return {
@@ -153,7 +172,11 @@ def failure_tail(synth: Synthesized, error: dict[str, str]) -> str:
 def moto_definition(synth: Synthesized, *, test_accuracy: float) -> str:
     """The deployed definition with each .sync task split into its submit request + a recorded result."""
     asl = deployed_definition(synth)
-    recorded = {d.TUNE: tuning_describe(), d.TRAIN: training_describe(test_accuracy)}
+    recorded = {
+        d.EXTRACT_FEATURES: features_describe(),
+        d.TUNE: tuning_describe(),
+        d.TRAIN: training_describe(test_accuracy),
+    }
     sync_states = [name for name, state in asl["States"].items() if state.get("Resource", "").endswith(".sync")]
     assert sorted(sync_states) == sorted(recorded)
     for name in sync_states:
@@ -300,15 +323,29 @@ class Pipeline:
             if o["Key"].split("/")[0] in ("train", "valid", "test")
         }
 
+    def training_jobs(self) -> dict[str, dict[str, Any]]:
+        """The training jobs the execution created (moto's record of each request), by kind: features, train."""
+        jobs: dict[str, dict[str, Any]] = {}
+        for summary in self.sagemaker.list_training_jobs()["TrainingJobSummaries"]:
+            kind = summary["TrainingJobName"].split("-")[1]
+            assert kind not in jobs, f"two {kind} jobs"
+            jobs[kind] = self.sagemaker.describe_training_job(TrainingJobName=summary["TrainingJobName"])
+        return jobs
+
     def training_request(self) -> dict[str, Any]:
-        (summary,) = self.sagemaker.list_training_jobs()["TrainingJobSummaries"]
-        return self.sagemaker.describe_training_job(TrainingJobName=summary["TrainingJobName"])
+        """The final training job's request."""
+        return self.training_jobs()["train"]
 
     def tuning_request(self) -> dict[str, Any]:
         (summary,) = self.sagemaker.list_hyper_parameter_tuning_jobs()["HyperParameterTuningJobSummaries"]
         return self.sagemaker.describe_hyper_parameter_tuning_job(
             HyperParameterTuningJobName=summary["HyperParameterTuningJobName"]
         )
+
+
+def channels(request: dict[str, Any]) -> dict[str, str]:
+    """A job request's channels: name -> S3 URI."""
+    return {c["ChannelName"]: c["DataSource"]["S3DataSource"]["S3Uri"] for c in request["InputDataConfig"]}
 
 
 def small_manifest() -> list[dict[str, Any]]:
@@ -411,8 +448,24 @@ def test_happy_path_copies_the_dataset_tunes_trains_and_creates_the_endpoint(dep
     assert set(run.copied) == {e["dest_key"] for e in pipeline.manifest}
     assert run.copied[skipped] == b"copied by an earlier run"
     assert all(run.copied[e["dest_key"]] == f"jpeg {e['id']}".encode() for e in pipeline.manifest[1:])
-    # Tune got the static hyperparameters the recorded Describe echoes, and unique <= 32-character names.
+    # ExtractFeatures ran the backbone once over the train and valid photos on the training instance type...
+    jobs = pipeline.training_jobs()
+    assert set(jobs) == {"features", "train"}
+    features = jobs["features"]
+    assert features["HyperParameters"]["sagemaker_program"] == "extract_features.py"
+    assert channels(features) == {"train": f"s3://{BUCKET}/train/", "valid": f"s3://{BUCKET}/valid/"}
+    assert features["ResourceConfig"]["InstanceType"] == "ml.m5.xlarge"
+    # ... and the trials read only its artifact, on a small CPU instance; the final job that and the test photos.
+    assert run.states.index(d.EXTRACT_FEATURES) < run.states.index(d.TUNE)
+    assert not run.entered(d.USE_PHOTO_CHANNELS)
     tuning = pipeline.tuning_request()
+    assert channels(tuning["TrainingJobDefinition"]) == {"features": FEATURES_DATA}
+    assert tuning["TrainingJobDefinition"]["ResourceConfig"]["InstanceType"] == "ml.m5.large"
+    assert channels(jobs["train"]) == {"features": FEATURES_DATA, "test": f"s3://{BUCKET}/test/"}
+    assert features["TrainingJobName"].removeprefix("bincount-features-") == tuning[
+        "HyperParameterTuningJobName"
+    ].removeprefix("bincount-hpo-")
+    # Tune got the static hyperparameters the recorded Describe echoes, and unique <= 32-character names.
     assert tuning["TrainingJobDefinition"]["StaticHyperParameters"] == STATIC
     assert len(tuning["HyperParameterTuningJobName"]) <= 32
     assert tuning["HyperParameterTuningJobName"].startswith("bincount-hpo-")
@@ -446,7 +499,26 @@ def test_happy_path_copies_the_dataset_tunes_trains_and_creates_the_endpoint(dep
     assert summary["testAccuracy"] == 0.41
     assert summary["hyperParameters"] == TUNED
     assert summary["endpointUpdated"] is False
+    assert summary["featureCache"] is True
     assert summary["modelName"] == model["ModelName"]
+
+
+def test_without_the_feature_cache_every_job_reads_the_photos(deploy: Any) -> None:
+    pipeline = deploy()
+
+    run = pipeline.run({**FAST_POLLING, "featureCache": False, "tuningInstanceType": "ml.m5.2xlarge"})
+
+    assert run.status == "SUCCEEDED", (run.error, run.cause, run.states)
+    assert not run.entered(d.EXTRACT_FEATURES) and not run.entered(d.USE_CACHED_FEATURES)
+    assert run.entered(d.USE_PHOTO_CHANNELS)
+    jobs = pipeline.training_jobs()
+    assert set(jobs) == {"train"}
+    photos = {name: f"s3://{BUCKET}/{name}/" for name in ("train", "valid", "test")}
+    tuning = pipeline.tuning_request()["TrainingJobDefinition"]
+    assert channels(tuning) == {k: photos[k] for k in ("train", "valid")}
+    assert tuning["ResourceConfig"]["InstanceType"] == "ml.m5.2xlarge"
+    assert channels(jobs["train"]) == photos
+    assert run.output["featureCache"] is False
 
 
 def test_existing_endpoint_is_updated_in_place(deploy: Any) -> None:

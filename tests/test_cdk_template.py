@@ -139,7 +139,7 @@ STATE_MACHINE_STATEMENTS = {
             "sagemaker:ListTags",
             "sagemaker:StopTrainingJob",
         ],
-        [f"{SAGEMAKER}:training-job/bincount-train-*"],
+        [f"{SAGEMAKER}:training-job/bincount-features-*", f"{SAGEMAKER}:training-job/bincount-train-*"],
         {},
     ),
     "ManageSyncRules": (

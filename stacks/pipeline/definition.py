@@ -1,6 +1,11 @@
 """The pipeline's state machine definition (Amazon States Language, JSONPath), DESIGN.md §1 and §6.
 
-    ApplyDefaults -> PrepareDataset -> Tune -> PickBest -> Train -> QualityGate -> Deploy -> WaitInService -> Notify
+    ApplyDefaults -> PrepareDataset -> [ExtractFeatures] -> Tune -> PickBest -> Train -> QualityGate -> Deploy
+                  -> WaitInService -> Notify
+
+ChooseFeatureCache decides the channels: with ``featureCache`` (default) ExtractFeatures runs the frozen backbone
+once over train+valid and UseCachedFeatures gives the trials one ``features`` channel (that job's model.tar.gz) and
+the final job ``features`` + ``test``; without it UsePhotoChannels gives them the photos, as the classic recipe did.
 
 Execution JSON, as the states fill it in:
 
@@ -8,6 +13,8 @@ Execution JSON, as the states fill it in:
   sample input runs with defaults and any setting can be overridden by its key);
 - ``run``: this execution's unique names (``<prefix>-hpo-<12 hex>``: tuning job names stay within 32 characters);
 - ``capacity``: spot or on-demand stopping condition; ``dataset``: the copy map's result;
+- ``features``: the extraction job's Describe output (with the cache); ``channels``: the trials' and the final job's
+  InputDataConfig;
 - ``tuning`` / ``training``: Describe outputs of the ``.sync`` jobs; ``best``: the merged hyperparameters;
 - ``gate``: the test accuracy; ``endpoint``: the last DescribeEndpoint; ``error``: what failed and why.
 
@@ -54,6 +61,10 @@ CHECK_COPIED = "CheckCopied"
 ALREADY_COPIED = "AlreadyCopied"
 IMAGE_PRESENT = "ImagePresent"
 COPY_IMAGE = "CopyImage"
+CHOOSE_FEATURE_CACHE = "ChooseFeatureCache"
+EXTRACT_FEATURES = "ExtractFeatures"
+USE_CACHED_FEATURES = "UseCachedFeatures"
+USE_PHOTO_CHANNELS = "UsePhotoChannels"
 TUNE = "Tune"
 CHECK_BEST = "CheckBestTrainingJob"
 NO_BEST = "NoBestTrainingJob"
@@ -130,7 +141,7 @@ _STRING_SETTINGS: tuple[str, ...] = (
     "trainingImage",
     "inferenceImage",
 )
-_BOOLEAN_SETTINGS: tuple[str, ...] = ("useSpot",)
+_BOOLEAN_SETTINGS: tuple[str, ...] = ("useSpot", "featureCache")
 _RANGES: tuple[tuple[str, str], ...] = (("lrMin", "lrMax"), ("epsMin", "epsMax"), ("weightDecayMin", "weightDecayMax"))
 
 
@@ -194,7 +205,8 @@ def settings_states(spec: PipelineSpec) -> dict[str, State]:
         },
         INVALID_SETTINGS: error_state(
             INVALID_SETTINGS_ERROR,
-            "The execution input has an invalid setting: numbers must be numbers, useSpot true or false, instance "
+            "The execution input has an invalid setting: numbers must be numbers, useSpot and featureCache true or "
+            "false, instance "
             "types and images strings, every ...Min below its ...Max, tuningMaxParallelJobs <= tuningMaxJobs and "
             "maxWaitSeconds >= maxRuntimeSeconds. Settings after applying defaults: {}",
             "States.JsonToString($.config)",
@@ -207,6 +219,7 @@ def settings_states(spec: PipelineSpec) -> dict[str, State]:
                 "run": {
                     "id.$": format_string(run_id, *uuid),
                     "tuningJobName.$": format_string(f"{prefix}-hpo-{run_id}", *uuid),
+                    "featuresJobName.$": format_string(f"{prefix}-features-{run_id}", *uuid),
                     "trainingJobName.$": format_string(f"{prefix}-train-{run_id}", *uuid),
                     "modelName.$": format_string(f"{prefix}-model-{run_id}", *uuid),
                     "endpointConfigName.$": format_string(f"{prefix}-config-{run_id}", *uuid),
@@ -301,7 +314,27 @@ def prepare_dataset_state(spec: PipelineSpec) -> State:
         "ResultPath": "$.dataset",
         "Retry": [retry(("States.ItemReaderFailed", "States.ResultWriterFailed"), interval=10, attempts=2)],
         "Catch": [{"ErrorEquals": ["States.ALL"], "ResultPath": ERROR_PATH, "Next": NOTIFY_FAILURE}],
-        "Next": TUNE,
+        "Next": CHOOSE_FEATURE_CACHE,
+    }
+
+
+def feature_cache_states(spec: PipelineSpec) -> dict[str, State]:
+    """ChooseFeatureCache: ExtractFeatures then the cached-feature channels, or straight to the photo channels."""
+    return {
+        CHOOSE_FEATURE_CACHE: {
+            "Type": "Choice",
+            "Choices": [{"Variable": "$.config.featureCache", "BooleanEquals": True, "Next": EXTRACT_FEATURES}],
+            "Default": USE_PHOTO_CHANNELS,
+        },
+        EXTRACT_FEATURES: sagemaker_task(
+            "createTrainingJob.sync",
+            requests.feature_extraction_job(spec.request_context),
+            result_path="$.features",
+            catch=NOTIFY_FAILURE,
+            next_state=USE_CACHED_FEATURES,
+        ),
+        USE_CACHED_FEATURES: pass_state(TUNE, parameters=requests.cached_feature_channels(), result_path="$.channels"),
+        USE_PHOTO_CHANNELS: pass_state(TUNE, parameters=requests.photo_channels(), result_path="$.channels"),
     }
 
 
@@ -555,6 +588,7 @@ def notify_states(spec: PipelineSpec) -> dict[str, State]:
                 "modelData.$": "$.training.ModelArtifacts.S3ModelArtifacts",
                 "tuningJobName.$": "$.run.tuningJobName",
                 "trainingJobName.$": "$.run.trainingJobName",
+                "featureCache.$": "$.config.featureCache",
                 "hyperParameters.$": "$.best.tunedHyperParameters",
                 "testAccuracy.$": TEST_ACCURACY_PATH,
                 "accuracyFloor.$": "$.gate.accuracyFloor",
@@ -619,6 +653,7 @@ def pipeline_definition(spec: PipelineSpec) -> dict[str, Any]:
     for part in (
         settings_states(spec),
         {PREPARE_DATASET: prepare_dataset_state(spec)},
+        feature_cache_states(spec),
         training_states(spec),
         gate_states(),
         deploy_states(spec),
@@ -630,7 +665,8 @@ def pipeline_definition(spec: PipelineSpec) -> dict[str, Any]:
         states.update(part)
     return {
         "Comment": (
-            f"{spec.name_prefix}: copy the dataset, tune, train, gate on test accuracy, deploy to endpoint "
+            f"{spec.name_prefix}: copy the dataset, extract backbone features (featureCache), tune, train, gate on "
+            f"test accuracy, deploy to endpoint "
             f"{spec.endpoint_name}. Start with {{}} or override any setting by its key, e.g. "
             '{"tuningMaxJobs": 2, "accuracyFloor": 0.35}.'
         ),

@@ -61,7 +61,8 @@ def state_machine_permissions(
 ) -> list[Permission]:
     """Exactly the actions the pipeline's states call, on the resources they call them on."""
     tuning_jobs = arns.named("hyper-parameter-tuning-job", "hpo")
-    training_jobs = arns.named("training-job", "train")
+    # The final job (<prefix>-train-...) and the feature-extraction job (<prefix>-features-...).
+    training_jobs = [arns.named("training-job", kind) for kind in ("features", "train")]
     models = arns.named("model", "model")
     endpoint_configs = arns.named("endpoint-config", "config")
     return [
@@ -116,7 +117,7 @@ def state_machine_permissions(
                 "sagemaker:AddTags",
                 "sagemaker:ListTags",
             ],
-            [training_jobs],
+            training_jobs,
             wildcard="ExecutionNamedJobs",
         ),
         Permission(

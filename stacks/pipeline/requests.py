@@ -18,6 +18,7 @@ from stacks.storage import JOBS_PREFIX
 
 HPO_PROGRAM = "hpo.py"
 TRAIN_PROGRAM = "train_model.py"
+FEATURES_PROGRAM = "extract_features.py"
 INFERENCE_PROGRAM = "endpoint_inference.py"
 MODEL_CODE_DIR = "/opt/ml/model/code"
 CHECKPOINT_LOCAL_PATH = "/opt/ml/checkpoints"
@@ -25,6 +26,15 @@ VARIANT_NAME = "AllTraffic"
 EXECUTION_TAG = "bincount:execution"
 VOLUME_SIZE_GB = 30
 TUNING_CHANNELS: tuple[str, ...] = ("train", "valid")
+# The extraction job reads the photos of these channels; trials then read only FEATURES_CHANNEL, the final job
+# FEATURES_CHANNEL and the test photos (its final evaluation runs the whole network on them).
+EXTRACTION_CHANNELS: tuple[str, ...] = ("train", "valid")
+FEATURES_CHANNEL = "features"
+CACHED_TRAINING_PHOTO_CHANNELS: tuple[str, ...] = ("test",)
+# Where a job's channels come from (ChooseFeatureCache writes them): JSONPaths into the execution's JSON.
+TUNING_CHANNELS_PATH = "$.channels.tuning"
+TRAINING_CHANNELS_PATH = "$.channels.training"
+FEATURES_ARTIFACT_PATH = "$.features.ModelArtifacts.S3ModelArtifacts"
 
 # (hyperparameter, min setting, max setting, scaling): the scalings are bincount.tuning's, which the local twin
 # searches too; the bounds come from the settings (whose defaults are bincount.tuning's as well).
@@ -65,17 +75,31 @@ def _tags() -> list[dict[str, str]]:
     return [{"Key": EXECUTION_TAG, "Value.$": "$$.Execution.Id"}]
 
 
-def _channel(name: str) -> dict[str, Any]:
+def _channel(name: str, *, uri_path: str | None = None) -> dict[str, Any]:
+    """A File-mode channel: the photos under ``<name>/``, or the S3 prefix at JSONPath ``uri_path``."""
+    uri = {"S3Uri.$": uri_path} if uri_path else {"S3Uri": s3_url(f"{name}/")}
     return {
         "ChannelName": name,
-        "DataSource": {
-            "S3DataSource": {
-                "S3DataType": "S3Prefix",
-                "S3Uri": s3_url(f"{name}/"),
-                "S3DataDistributionType": "FullyReplicated",
-            }
-        },
+        "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", **uri, "S3DataDistributionType": "FullyReplicated"}},
         "InputMode": "File",
+    }
+
+
+def photo_channels() -> dict[str, list[dict[str, Any]]]:
+    """Channels without the feature cache: trials fine-tune on train+valid photos, the final job on all three."""
+    return {
+        "tuning": [_channel(name) for name in TUNING_CHANNELS],
+        "training": [_channel(name) for name in SPLITS],
+    }
+
+
+def cached_feature_channels() -> dict[str, list[dict[str, Any]]]:
+    """Channels with the feature cache: the extraction job's model.tar.gz (an S3 object key, used as a prefix) holds
+    ``train.features.pt`` and ``valid.features.pt``; hpo.py and train_model.py unpack it themselves."""
+    features = _channel(FEATURES_CHANNEL, uri_path=FEATURES_ARTIFACT_PATH)
+    return {
+        "tuning": [features],
+        "training": [features, *(_channel(name) for name in CACHED_TRAINING_PHOTO_CHANNELS)],
     }
 
 
@@ -133,12 +157,34 @@ def tuning_job(ctx: RequestContext) -> dict[str, Any]:
             "AlgorithmSpecification": _algorithm("$.config.tuningImage"),
             "RoleArn": SAGEMAKER_ROLE_ARN,
             "StaticHyperParameters": static_hyperparameters(ctx),
-            "InputDataConfig": [_channel(name) for name in TUNING_CHANNELS],
+            "InputDataConfig.$": TUNING_CHANNELS_PATH,
             "OutputDataConfig": {"S3OutputPath": s3_url(f"{JOBS_PREFIX}tuning/")},
             "ResourceConfig": _resources("$.config.tuningInstanceType"),
             "StoppingCondition.$": "$.capacity.stoppingCondition",
             "EnableManagedSpotTraining.$": "$.capacity.spot",
         },
+        "Tags": _tags(),
+    }
+
+
+def feature_extraction_job(ctx: RequestContext) -> dict[str, Any]:
+    """CreateTrainingJob running extract_features.py once over train+valid on the training instance type.
+
+    Its model.tar.gz holds the cached features; no metrics, Debugger or checkpoints (a spot interruption restarts it).
+    """
+    return {
+        "TrainingJobName.$": "$.run.featuresJobName",
+        "AlgorithmSpecification": {"TrainingImage.$": "$.config.trainingImage", "TrainingInputMode": "File"},
+        "RoleArn": SAGEMAKER_ROLE_ARN,
+        "HyperParameters": {
+            **{k: v for k, v in static_hyperparameters(ctx).items() if k != "epochs.$"},
+            "sagemaker_program": FEATURES_PROGRAM,
+        },
+        "InputDataConfig": [_channel(name) for name in EXTRACTION_CHANNELS],
+        "OutputDataConfig": {"S3OutputPath": s3_url(f"{JOBS_PREFIX}features/")},
+        "ResourceConfig": _resources("$.config.trainingInstanceType"),
+        "StoppingCondition.$": "$.capacity.stoppingCondition",
+        "EnableManagedSpotTraining.$": "$.capacity.spot",
         "Tags": _tags(),
     }
 
@@ -175,13 +221,13 @@ def _debugger(ctx: RequestContext) -> dict[str, Any]:
 
 
 def training_job(ctx: RequestContext) -> dict[str, Any]:
-    """CreateTrainingJob: the best hyperparameters on train+valid+test, with Debugger, Profiler and checkpoints."""
+    """CreateTrainingJob: best hyperparameters on ``$.channels.training``, with Debugger, Profiler, checkpoints."""
     return {
         "TrainingJobName.$": "$.run.trainingJobName",
         "AlgorithmSpecification": {**_algorithm("$.config.trainingImage"), "EnableSageMakerMetricsTimeSeries": True},
         "RoleArn": SAGEMAKER_ROLE_ARN,
         "HyperParameters.$": "$.best.hyperParameters",
-        "InputDataConfig": [_channel(name) for name in SPLITS],
+        "InputDataConfig.$": TRAINING_CHANNELS_PATH,
         "OutputDataConfig": {"S3OutputPath": s3_url(f"{JOBS_PREFIX}training/")},
         "ResourceConfig": _resources("$.config.trainingInstanceType"),
         "StoppingCondition.$": "$.capacity.stoppingCondition",
