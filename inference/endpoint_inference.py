@@ -6,12 +6,23 @@ with a 4xx status; anything else becomes the toolkit's 500.
 
 Runs on the container's Python 3.10 and torch 2.1: imports only torch, torchvision, Pillow, numpy and the
 ``bincount`` modules that ``bincount.artifact`` packs beside it.
+
+Two paths, the same answers (tests/test_inference_fast.py checks them against each other on real photos):
+
+- fast (default): the int8 backbone that training quantised (``backbone_int8.pt``, see :mod:`bincount.quantize`)
+  and the fp32 head, 2 intra-op threads at most.
+- reference (``BINCOUNT_REFERENCE=1`` in the environment): the exact fp32 eager path of training's evaluation:
+  the evaluation transforms and the fp32 network. Anyone can check the agreement with it.
+
+Both decode the same way (full JPEG decode, as training's ``load_rgb``): draft-mode decoding measured no faster on
+ABID-sized photos and would make a JPEG and a PNG of the same pixels answer differently.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 from collections.abc import Sequence
 
 import torch
@@ -20,13 +31,21 @@ from PIL import Image
 from bincount.imaging import NotAcceptableError, decode_image
 from bincount.labels import COUNTS
 from bincount.media import JSON, media_type
-from bincount.model import ModelMismatchError, load_model
+from bincount.model import BinCountNet, ModelMismatchError, load_model
+from bincount.quantize import load_int8_backbone
 from bincount.transforms import IMAGE_SIZE, eval_transform
 
 log = logging.getLogger(__name__)
 
 ACCEPTED_RESPONSE_TYPES = frozenset({JSON, "application/*", "*/*", ""})
 _transform = eval_transform()  # the evaluation transforms training used: the same code, built once
+REFERENCE_ENV = "BINCOUNT_REFERENCE"
+MAX_THREADS = 2  # an ml.t2.medium has 2 vCPUs; more threads than cores only thrash
+
+
+def reference_mode() -> bool:
+    """True when ``BINCOUNT_REFERENCE`` asks for the exact fp32 eager path (read at each call)."""
+    return os.environ.get(REFERENCE_ENV, "").strip().lower() in {"1", "true", "yes", "on"}
 
 
 def model_fn(model_dir: str) -> torch.nn.Module:
@@ -37,7 +56,9 @@ def model_fn(model_dir: str) -> torch.nn.Module:
         model_dir: the unpacked model artifact (``model.pth``, ``model_config.json``, ``code/``).
 
     Returns:
-        The network in eval mode, on the GPU when there is one, its output width checked against the counts.
+        The network in eval mode, its output width checked against the counts: on a CPU, the int8 backbone from
+        ``backbone_int8.pt`` with the fp32 head (unless ``BINCOUNT_REFERENCE=1``, or that file is missing or was
+        made from other weights: then the fp32 network); on a GPU, the fp32 network. ``serving_path`` names which.
 
     Raises:
         FileNotFoundError: no ``model.pth`` in ``model_dir``.
@@ -46,6 +67,16 @@ def model_fn(model_dir: str) -> torch.nn.Module:
     """
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model = load_model(model_dir).to(device)
+    path = "reference fp32" if reference_mode() else f"fp32 on {device.type}"
+    if device.type == "cpu":
+        torch.set_num_threads(max(1, min(MAX_THREADS, torch.get_num_threads())))
+        if not reference_mode():
+            quantized = load_int8_backbone(model_dir, model.backbone)
+            if quantized is not None:
+                model = BinCountNet(quantized, model.head).eval()
+                path = "fast int8"
+            else:
+                path = "fp32 (no usable int8 backbone)"
     with torch.inference_mode():  # one warm-up pass, which also checks the output width
         width = model(torch.zeros(1, 3, IMAGE_SIZE, IMAGE_SIZE, device=device)).shape[-1]
     if width != len(COUNTS):
@@ -53,7 +84,8 @@ def model_fn(model_dir: str) -> torch.nn.Module:
             f"the model in {model_dir} predicts {width} classes: the endpoint serves counts {COUNTS[0]}..{COUNTS[-1]} "
             f"({len(COUNTS)} classes)"
         )
-    log.info("model loaded from %s on %s", model_dir, device)
+    model.serving_path = path  # type: ignore[assignment]
+    log.info("model loaded from %s on %s: %s path", model_dir, device, path)
     return model
 
 
