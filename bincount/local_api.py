@@ -6,6 +6,10 @@ answer becomes the HTTP response. Like API Gateway it checks the ``x-api-key`` w
 ``{"message": "Forbidden"}``), answers 502 ``{"message": "Internal server error"}`` when the function fails, and
 413 when the event would exceed Lambda's request limit. Static pages (the twin's web page) can be served beside it.
 
+Beyond its capacity it answers 429 ``{"error": ...}`` with ``Retry-After`` (as API Gateway's throttling does,
+through the stack's JSON gateway responses) instead of piling up threads: at most ``max_concurrency`` requests run
+the handler at once, and a request waits at most ``queue_timeout`` seconds for a slot.
+
 Run the project's Lambda with ``python -m bincount.local_api`` (``ENDPOINT_NAME`` and
 ``AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME`` in the environment, as the function's configuration).
 """
@@ -44,6 +48,13 @@ MAX_EVENT_BYTES = 6 * 1024 * 1024
 """Lambda's synchronous request limit; the event (base64 body included) must fit."""
 MAX_BODY_BYTES = 10 * 1024 * 1024
 """API Gateway's payload limit."""
+MAX_CONCURRENCY = 8
+"""Requests running the handler at once. The endpoint behind it has one worker (about 6 inferences a second on
+two cores), so more in flight would only queue there, where the Lambda's 10 s read timeout (and its retry) apply;
+they wait here instead, within :data:`QUEUE_TIMEOUT_S`."""
+QUEUE_TIMEOUT_S = 10.0
+"""How long a request beyond :data:`MAX_CONCURRENCY` waits for a slot before it is answered 429."""
+THROTTLED_MESSAGE = "too many requests: retry in a moment"
 
 Handler = Callable[[dict[str, Any], Any], Mapping[str, Any]]
 
@@ -160,8 +171,17 @@ class LocalApi(BackgroundServer):
         stage: str = "local",
         binary_media_types: Iterable[str] = BINARY_MEDIA_TYPES,
         pages: Mapping[str, tuple[bytes, str]] | None = None,
+        max_concurrency: int | None = None,
+        queue_timeout: float = QUEUE_TIMEOUT_S,
     ) -> None:
+        if (max_concurrency is not None and max_concurrency < 1) or queue_timeout < 0:
+            raise ValueError("max_concurrency must be at least 1 and queue_timeout at least 0")
         self.handler = handler
+        self.max_concurrency = max_concurrency
+        self.queue_timeout = queue_timeout
+        self._slots = threading.BoundedSemaphore(max_concurrency or 1)
+        self._lock = threading.Lock()
+        self.throttled = 0  # requests answered 429 because every slot stayed busy
         self.api_key = api_key
         self.stage = stage
         self.binary_media_types = tuple(binary_media_types)
@@ -190,6 +210,12 @@ class _ApiHandler(BaseHTTPRequestHandler):
     def do_DELETE(self) -> None:
         self._proxy()
 
+    def do_PATCH(self) -> None:
+        self._proxy()
+
+    def do_OPTIONS(self) -> None:
+        self._proxy()
+
     def _proxy(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         if length > MAX_BODY_BYTES:
@@ -212,6 +238,11 @@ class _ApiHandler(BaseHTTPRequestHandler):
         if len(json.dumps(event)) > MAX_EVENT_BYTES:  # Lambda refuses the invocation itself
             self._send_json(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, {"message": "Request Too Long"})
             return
+        if self.server.max_concurrency and not self.server._slots.acquire(timeout=self.server.queue_timeout):
+            with self.server._lock:
+                self.server.throttled += 1
+            self._send_json(HTTPStatus.TOO_MANY_REQUESTS, {"error": THROTTLED_MESSAGE}, [("Retry-After", "1")])
+            return
         context = LambdaContext(event["requestContext"]["requestId"], started=time.monotonic())
         try:
             result = self.server.handler(event, context)
@@ -222,14 +253,17 @@ class _ApiHandler(BaseHTTPRequestHandler):
             log.exception("the Lambda handler failed")
             self._send_json(HTTPStatus.BAD_GATEWAY, {"message": "Internal server error"})
             return
+        finally:
+            if self.server.max_concurrency:
+                self.server._slots.release()
         headers = [(k, str(v)) for k, v in (result.get("headers") or {}).items()]
         for name, values in (result.get("multiValueHeaders") or {}).items():
             headers.extend((name, str(v)) for v in values)
         headers.append(("x-amzn-RequestId", context.aws_request_id))
         self._send(status, payload, headers)
 
-    def _send_json(self, status: int, payload: Mapping[str, Any]) -> None:
-        self._send(status, json.dumps(payload).encode("utf-8"), [("Content-Type", "application/json")])
+    def _send_json(self, status: int, payload: Mapping[str, Any], headers: Iterable[tuple[str, str]] = ()) -> None:
+        self._send(status, json.dumps(payload).encode("utf-8"), [("Content-Type", "application/json"), *headers])
 
     def _send(self, status: int, body: bytes, headers: Iterable[tuple[str, str]]) -> None:
         self.send_response(status)
@@ -250,13 +284,30 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--api-key", help="require this x-api-key (default: none)")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
     p.add_argument("--port", type=int, default=3000, help="port (default: 3000)")
+    p.add_argument(
+        "--max-concurrency", type=int, default=MAX_CONCURRENCY, help=f"requests at once (default: {MAX_CONCURRENCY})"
+    )
+    p.add_argument(
+        "--queue-timeout",
+        type=float,
+        default=QUEUE_TIMEOUT_S,
+        help=f"seconds a request waits for a slot before a 429 (default: {QUEUE_TIMEOUT_S:g})",
+    )
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = get_args_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    with LocalApi(load_handler(args.handler), api_key=args.api_key, host=args.host, port=args.port) as server:
+    server = LocalApi(
+        load_handler(args.handler),
+        api_key=args.api_key,
+        host=args.host,
+        port=args.port,
+        max_concurrency=args.max_concurrency,
+        queue_timeout=args.queue_timeout,
+    )
+    with server:
         print(f"API at {server.url} (POST /count, GET /health)", flush=True)
         with contextlib.suppress(KeyboardInterrupt):
             threading.Event().wait()

@@ -196,6 +196,20 @@ class _SageMakerHandler(BaseHTTPRequestHandler):
         else:
             self._send_json(HTTPStatus.NOT_FOUND, {"message": f"no route GET {self.path}"})
 
+    def _method_not_allowed(self) -> None:
+        """What the service answers to a method its routes do not take: 405 JSON, never the server's HTML 501."""
+        self._read_body(required=False)
+        self._send_json(HTTPStatus.METHOD_NOT_ALLOWED, {"message": f"method {self.command} is not allowed"})
+
+    def do_PUT(self) -> None:
+        self._method_not_allowed()
+
+    def do_DELETE(self) -> None:
+        self._method_not_allowed()
+
+    def do_PATCH(self) -> None:
+        self._method_not_allowed()
+
     def do_POST(self) -> None:
         body = self._read_body()
         if body is None:
@@ -275,8 +289,10 @@ class _SageMakerHandler(BaseHTTPRequestHandler):
         )
 
     # HTTP plumbing
-    def _read_body(self) -> bytes | None:
+    def _read_body(self, *, required: bool = True) -> bytes | None:
         length = self.headers.get("Content-Length")
+        if not required and length is None:
+            return b""
         if length is None or not length.isdigit():
             self.close_connection = True
             self._send_json(HTTPStatus.LENGTH_REQUIRED, {"message": "Content-Length is required"})

@@ -152,28 +152,35 @@ class Request:
     method: str
     path: str
     headers: Mapping[str, str]  # lower-case names
-    body: str | None
+    body: Any  # str or None in the events API Gateway sends; anything else is refused with a 400
     is_base64: bool
     request_id: str
     log_fields: dict[str, Any] = field(default_factory=dict)  # what the route adds to the request's log line
 
     @classmethod
     def from_event(cls, event: Mapping[str, Any], context: Any = None) -> Request:
+        """Read leniently: API Gateway always sends well-formed events, but a malformed one (a test console, another
+        integration) must still get an answer, so values of the wrong type count as absent."""
+        event = _mapping(event)
         headers: dict[str, str] = {}
-        for name, values in (event.get("multiValueHeaders") or {}).items():
-            if values:
-                headers[name.lower()] = values[-1]
-        for name, value in (event.get("headers") or {}).items():
-            headers[name.lower()] = value
-        request_context = event.get("requestContext") or {}
-        path = event.get("path") or event.get("resource") or "/"
+        for name, values in _mapping(event.get("multiValueHeaders")).items():
+            if isinstance(values, list) and values and isinstance(values[-1], str):
+                headers[str(name).lower()] = values[-1]
+        for name, value in _mapping(event.get("headers")).items():
+            if isinstance(value, str):
+                headers[str(name).lower()] = value
+        request_context = _mapping(event.get("requestContext"))
+        path = event.get("path") or event.get("resource")
+        method = event.get("httpMethod")
+        request_id = request_context.get("requestId") or getattr(context, "aws_request_id", None)
+        flag = event.get("isBase64Encoded")
         return cls(
-            method=str(event.get("httpMethod") or "").upper(),
-            path=path.rstrip("/") or "/",
+            method=method.upper() if isinstance(method, str) else "",
+            path=(path if isinstance(path, str) else "/").rstrip("/") or "/",
             headers=headers,
             body=event.get("body"),
-            is_base64=bool(event.get("isBase64Encoded")),
-            request_id=request_context.get("requestId") or getattr(context, "aws_request_id", None) or "-",
+            is_base64=flag is True or (isinstance(flag, str) and flag.lower() == "true"),
+            request_id=request_id if isinstance(request_id, str) else "-",
         )
 
     def content_type(self) -> str:
@@ -183,12 +190,18 @@ class Request:
         """The raw body; API Gateway base64-encodes it when the content type is one of its binary media types."""
         if self.body is None:
             return b""
+        if not isinstance(self.body, str):
+            raise BadRequest("the request body is not text or base64")
         if not self.is_base64:
-            return self.body.encode("utf-8")
+            return self.body.encode("utf-8", "replace")
         try:
             return base64.b64decode(self.body, validate=True)
         except (binascii.Error, ValueError) as e:
             raise BadRequest("the body is not valid base64") from e
+
+
+def _mapping(value: object) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
 
 
 # --- routes ---------------------------------------------------------------------------------------------------------
