@@ -125,7 +125,7 @@ def print_summary(result, seconds: float) -> None:  # result: bincount.twin.Twin
 
 def serve(model_dir: Path, *, port: int, endpoint_port: int, api_key: str | None) -> int:
     """Serve until Ctrl-C: local SageMaker runtime + local API Gateway with the Lambda handler and the page."""
-    from bincount.local_api import LocalApi, load_handler
+    from bincount.local_api import MAX_CONCURRENCY, LocalApi, load_handler
     from bincount.local_endpoint import ContainerModel, Endpoint, LocalSageMaker
 
     print("\nstarting the endpoint (loading the model through AWS's serving toolkit) ...", flush=True)
@@ -148,7 +148,9 @@ def serve(model_dir: Path, *, port: int, endpoint_port: int, api_key: str | None
     os.environ.update(AWS_REGION=region, AWS_DEFAULT_REGION=region)
     os.environ.pop("AWS_SESSION_TOKEN", None)
     try:
-        api = LocalApi(load_handler(), api_key=api_key, port=port, pages=web_pages()).start()
+        api = LocalApi(
+            load_handler(), api_key=api_key, port=port, pages=web_pages(), max_concurrency=MAX_CONCURRENCY
+        ).start()
     except OSError as e:
         endpoint.stop()
         print(f"error: cannot listen on 127.0.0.1:{port} ({e}); choose another with --port", file=sys.stderr)

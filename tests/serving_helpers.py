@@ -54,6 +54,19 @@ def png_header_only(width: int, height: int) -> bytes:
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
 
 
+def reset_clients(api: Any) -> None:
+    """Drop the Lambda module's cached boto3 clients, so the next call sees the current environment."""
+    api.runtime_client.cache_clear()
+    api.sagemaker_client.cache_clear()
+
+
+def point_lambda_at(api: Any, url: str, monkeypatch: pytest.MonkeyPatch, endpoint: str = ENDPOINT) -> None:
+    """Configure the Lambda module as its function configuration would, against a loopback endpoint server."""
+    set_aws_env(monkeypatch, url)
+    monkeypatch.setenv("ENDPOINT_NAME", endpoint)
+    reset_clients(api)
+
+
 def set_aws_env(monkeypatch: pytest.MonkeyPatch, runtime_url: str, control_url: str | None = None) -> None:
     """Dummy credentials and region, and boto3 pointed at loopback servers (no real AWS is ever called)."""
     for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE"):

@@ -28,8 +28,9 @@ from tests.serving_helpers import (
     photo,
     photo_bytes,
     png_header_only,
+    point_lambda_at,
+    reset_clients,
     rest_event,
-    set_aws_env,
 )
 
 api = load_lambda_module("api")
@@ -72,13 +73,9 @@ def sagemaker(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iter
 
 @pytest.fixture(autouse=True)
 def aws(sagemaker: LocalSageMaker, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    set_aws_env(monkeypatch, sagemaker.url)
-    monkeypatch.setenv("ENDPOINT_NAME", ENDPOINT)
-    api.runtime_client.cache_clear()
-    api.sagemaker_client.cache_clear()
+    point_lambda_at(api, sagemaker.url, monkeypatch)
     yield
-    api.runtime_client.cache_clear()
-    api.sagemaker_client.cache_clear()
+    reset_clients(api)
 
 
 class LogCapture(logging.Handler):

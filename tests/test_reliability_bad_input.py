@@ -26,7 +26,16 @@ from PIL import Image
 from bincount.local_api import load_lambda_module
 from bincount.local_endpoint import ContainerModel, Endpoint, LocalSageMaker
 from bincount.media import MAX_PAYLOAD_BYTES
-from tests.serving_helpers import ENDPOINT, encode, photo, photo_bytes, png_header_only, rest_event, set_aws_env
+from tests.serving_helpers import (
+    ENDPOINT,
+    encode,
+    photo,
+    photo_bytes,
+    png_header_only,
+    point_lambda_at,
+    reset_clients,
+    rest_event,
+)
 
 api = load_lambda_module("api")
 ORIENTATION = 0x0112
@@ -174,13 +183,9 @@ def sagemaker(model_dir: Path) -> Iterator[LocalSageMaker]:
 
 @pytest.fixture(autouse=True)
 def aws(sagemaker: LocalSageMaker, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    set_aws_env(monkeypatch, sagemaker.url)
-    monkeypatch.setenv("ENDPOINT_NAME", ENDPOINT)
-    api.runtime_client.cache_clear()
-    api.sagemaker_client.cache_clear()
+    point_lambda_at(api, sagemaker.url, monkeypatch)
     yield
-    api.runtime_client.cache_clear()
-    api.sagemaker_client.cache_clear()
+    reset_clients(api)
 
 
 def via_lambda(case: Case) -> tuple[int, dict[str, Any]]:
