@@ -10,6 +10,7 @@ The cache is tied to the backbone that made it: a fingerprint of its weights is 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import tarfile
@@ -136,6 +137,18 @@ def features_path(directory: Path, channel: str) -> Path:
     return directory / f"{channel}{FEATURES_SUFFIX}"
 
 
+@functools.cache
+def _unpack(archive: Path) -> Path:
+    """Unpack a SageMaker artifact once per process (train and valid share it) and return the folder."""
+    target = Path(tempfile.mkdtemp(prefix="bincount-features-"))
+    with tarfile.open(archive) as tar:
+        if hasattr(tarfile, "data_filter"):  # Python >= 3.10.12 / 3.11.4: refuse links and paths out of target
+            tar.extractall(target, filter="data")
+        else:  # older containers' Pythons; the archive is our own job's output
+            tar.extractall(target)
+    return target
+
+
 def find_cache(channel_dir: str | Path, channel: str) -> Path:
     """The cache file of a channel in a features folder, unpacking a SageMaker ``*.tar.gz`` artifact if needed."""
     directory = Path(channel_dir)
@@ -145,11 +158,9 @@ def find_cache(channel_dir: str | Path, channel: str) -> Path:
     for name in ARCHIVES:
         archive = directory / name
         if archive.is_file():
-            target = Path(tempfile.mkdtemp(prefix="bincount-features-"))
-            with tarfile.open(archive) as tar:
-                tar.extractall(target, filter="data")
-            if features_path(target, channel).is_file():
-                return features_path(target, channel)
+            unpacked = features_path(_unpack(archive.resolve()), channel)
+            if unpacked.is_file():
+                return unpacked
     raise DataError(f"no {channel}{FEATURES_SUFFIX} in the features channel {directory}")
 
 
