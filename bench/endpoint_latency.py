@@ -3,11 +3,13 @@
 - baseline (written here): PIL open + convert RGB, Resize(224) + CenterCrop(224), ToTensor + Normalize, fp32 eager
   torchvision ResNet-50 with a 5-way linear head (the artifact's weights), batch 1, ``torch.no_grad``.
 - ours: the real ``input_fn -> predict_fn -> output_fn`` of ``inference/endpoint_inference.py`` after its real
-  ``model_fn`` on a real artifact (int8 backbone, draft JPEG decoding).
+  ``model_fn`` on a real artifact (8-bit resize in torch, int8 oneDNN backbone, fp32 head).
 - reference: the same handler with ``BINCOUNT_REFERENCE=1`` (its exact fp32 eager path), for the agreement.
 
 Each side runs in its own subprocess (clean peak RSS, its own load time), with 2 torch threads (an ml.t2.medium
-has 2 vCPUs). Every request is the photo's bytes, as the endpoint receives them.
+has 2 vCPUs). Every request is the photo's bytes, as the endpoint receives them. The sides take turns, photo by
+photo (one computes while the others wait), so background load on the machine falls on all of them alike and the
+ratios hold even when the absolute times wander.
 
     .venv/bin/python bench/endpoint_latency.py                        # trains a (random-init) artifact first
     .venv/bin/python bench/endpoint_latency.py --model-dir DIR --images DIR --rounds 2
@@ -30,6 +32,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 THREADS = 2
 WARMUP = 2
+SIDES = ("baseline", "ours", "reference")
+TAG = "@bench "  # marks the sides' answers on stdout, apart from anything a library prints there
 
 
 def _photos(images: Path) -> list[Path]:
@@ -39,7 +43,7 @@ def _photos(images: Path) -> list[Path]:
     return photos
 
 
-def _baseline(model_dir: Path) -> tuple[object, object]:
+def _baseline(model_dir: Path) -> tuple[float, object, str]:
     """The classic handler: model_fn and a per-request function."""
     import torch
     from PIL import Image
@@ -69,10 +73,10 @@ def _baseline(model_dir: Path) -> tuple[object, object]:
         out = probs.tolist()
         return json.dumps({"count": int(probs.argmax()) + 1, "probabilities": out}), out
 
-    return load_s, request
+    return load_s, request, "classic fp32 eager"
 
 
-def _ours(model_dir: Path) -> tuple[float, object]:
+def _ours(model_dir: Path) -> tuple[float, object, str]:
     sys.path.insert(0, str(ROOT / "inference"))
     import endpoint_inference as handler
 
@@ -85,41 +89,92 @@ def _ours(model_dir: Path) -> tuple[float, object]:
         probs = json.loads(text)["probabilities"]
         return text, [probs[str(c)] for c in range(1, 6)]
 
-    return load_s, request
+    return load_s, request, model.serving_path
 
 
-def side(name: str, model_dir: Path, images: Path, rounds: int) -> dict[str, object]:
-    """Measure one side in this process (run by the parent as a subprocess)."""
+def _serve(name: str, model_dir: Path, images: Path) -> None:
+    """One side, in this process (the parent runs it as a subprocess): load, warm up, then answer the parent's
+    requests one at a time on stdin/stdout, so that only one side ever runs at a time."""
     import torch
 
     torch.set_num_threads(THREADS)
     bodies = [p.read_bytes() for p in _photos(images)]
-    load_s, request = _baseline(model_dir) if name == "baseline" else _ours(model_dir)
+    load_s, request, path = _baseline(model_dir) if name == "baseline" else _ours(model_dir)
     for body in bodies[:WARMUP]:
         request(body)
-    latencies: list[float] = []
-    probabilities: list[list[float]] = []
-    for r in range(rounds):
-        for body in bodies:
-            start = time.perf_counter()
-            _, probs = request(body)
-            latencies.append(time.perf_counter() - start)
-            if r == 0:
-                probabilities.append(probs)
+    _say({"load_s": load_s, "path": path})
+    for line in sys.stdin:
+        if not line.strip():
+            break
+        body = bodies[int(line)]
+        start = time.perf_counter()
+        _, probs = request(body)
+        _say({"latency": time.perf_counter() - start, "probabilities": probs})
     peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
-    return {"load_s": load_s, "latencies": latencies, "probabilities": probabilities, "peak_rss_mib": peak_kib / 1024}
+    _say({"peak_rss_mib": peak_kib / 1024})
 
 
-def _run_side(name: str, model_dir: Path, images: Path, rounds: int) -> dict[str, object]:
-    env = {**os.environ, "OMP_NUM_THREADS": str(THREADS), "PYTHONPATH": str(ROOT)}
-    env.pop("BINCOUNT_REFERENCE", None)
-    if name == "reference":
-        env["BINCOUNT_REFERENCE"] = "1"
-    command = [sys.executable, __file__, "--side", name, "--model-dir", str(model_dir), "--images", str(images)]
-    proc = subprocess.run([*command, "--rounds", str(rounds)], env=env, capture_output=True, text=True, check=False)
-    if proc.returncode != 0:
-        raise SystemExit(f"{name} failed:\n{proc.stderr[-3000:]}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+def _say(message: dict[str, object]) -> None:
+    print(TAG + json.dumps(message), flush=True)
+
+
+class Side:
+    """A side's subprocess: its own model, load time and peak RSS; requests sent one at a time."""
+
+    def __init__(self, name: str, model_dir: Path, images: Path) -> None:
+        env = {**os.environ, "OMP_NUM_THREADS": str(THREADS), "PYTHONPATH": str(ROOT)}
+        env.pop("BINCOUNT_REFERENCE", None)
+        if name == "reference":
+            env["BINCOUNT_REFERENCE"] = "1"
+        command = [sys.executable, __file__, "--side", name, "--model-dir", str(model_dir), "--images", str(images)]
+        self.name = name
+        self.errors = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 (closed in close()); shown if the side fails
+        self.proc = subprocess.Popen(
+            command, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.errors, text=True
+        )
+        ready = self._read()
+        self.load_s, self.path = float(ready["load_s"]), str(ready["path"])
+        self.latencies: list[float] = []
+        self.probabilities: dict[int, list[float]] = {}
+
+    def _read(self) -> dict[str, object]:
+        for line in self.proc.stdout:
+            if line.startswith(TAG):
+                return json.loads(line.removeprefix(TAG))
+        self.errors.seek(0)
+        raise SystemExit(f"the {self.name} side failed (status {self.proc.wait()}):\n{self.errors.read()[-3000:]}")
+
+    def request(self, index: int) -> float:
+        self.proc.stdin.write(f"{index}\n")
+        self.proc.stdin.flush()
+        answer = self._read()
+        self.latencies.append(float(answer["latency"]))
+        self.probabilities.setdefault(index, answer["probabilities"])
+        return self.latencies[-1]
+
+    def close(self) -> None:
+        self.proc.stdin.write("\n")
+        self.proc.stdin.flush()
+        self.peak_rss_mib = float(self._read()["peak_rss_mib"])
+        self.proc.wait()
+        self.errors.close()
+
+
+def measure(model_dir: Path, images: Path, rounds: int) -> tuple[dict[str, Side], list[float]]:
+    """Every photo through every side, interleaved (photo by photo, the order of the sides rotating), so that the
+    machine's background load falls on all sides alike; returns the sides and the paired baseline/ours ratios."""
+    sides = {name: Side(name, model_dir, images) for name in SIDES}
+    ratios: list[float] = []
+    try:
+        for r in range(rounds):
+            for index in range(len(_photos(images))):
+                shift = (r + index) % len(SIDES)
+                latency = {name: sides[name].request(index) for name in SIDES[shift:] + SIDES[:shift]}
+                ratios.append(latency["baseline"] / latency["ours"])
+    finally:
+        for side in sides.values():
+            side.close()
+    return sides, ratios
 
 
 def _train(work: Path) -> Path:
@@ -134,38 +189,48 @@ def _train(work: Path) -> Path:
     return job.model_dir
 
 
-def _p95(values: list[float]) -> float:
+def _quantile(values: list[float], q: float) -> float:
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-def report(base: dict, ours: dict, ref: dict, n_photos: int) -> None:
-    def stats(r: dict) -> dict[str, float]:
-        lat = r["latencies"]
+def _p95(values: list[float]) -> float:
+    return _quantile(values, 0.95)
+
+
+def _count(probabilities: list[float]) -> int:
+    return max(range(len(probabilities)), key=probabilities.__getitem__) + 1
+
+
+def report(sides: dict[str, Side], ratios: list[float]) -> None:
+    def stats(side: Side) -> dict[str, float]:
+        lat = side.latencies
         return {
             "median (ms)": 1000 * statistics.median(lat),
             "p95 (ms)": 1000 * _p95(lat),
             "requests/s": len(lat) / sum(lat),
-            "model load (s)": r["load_s"],
-            "peak RSS (MiB)": r["peak_rss_mib"],
+            "model load (s)": side.load_s,
+            "peak RSS (MiB)": side.peak_rss_mib,
         }
 
-    b, o, f = stats(base), stats(ours), stats(ref)
-    print(
-        f"\nEndpoint handler, {len(base['latencies'])} requests per side ({n_photos} photos), {THREADS} torch threads"
-    )
+    b, o, f = (stats(sides[name]) for name in SIDES)
+    n = len(sides["ours"].latencies)
+    print(f"\nEndpoint handler, {n} requests per side, interleaved photo by photo, {THREADS} torch threads")
+    print("paths: " + "; ".join(f"{name}: {side.path}" for name, side in sides.items()))
     print(f"{'':18}{'baseline':>12}{'ours':>12}{'ours/baseline':>15}{'reference fp32':>16}")
     for key in b:
         print(f"{key:18}{b[key]:>12.1f}{o[key]:>12.1f}{o[key] / b[key]:>14.2f}x{f[key]:>16.1f}")
-    print(f"median speed-up: {b['median (ms)'] / o['median (ms)']:.2f}x lower latency than the baseline")
-
-    pairs = list(zip(ours["probabilities"], ref["probabilities"], strict=True))
-    same = sum(max(range(5), key=p.__getitem__) == max(range(5), key=q.__getitem__) for p, q in pairs)
-    diffs = [max(abs(a - c) for a, c in zip(p, q, strict=True)) for p, q in pairs]
-    base_same = sum(
-        max(range(5), key=p.__getitem__) == max(range(5), key=q.__getitem__)
-        for p, q in zip(base["probabilities"], ref["probabilities"], strict=True)
+    print(
+        f"median latency: {b['median (ms)'] / o['median (ms)']:.2f}x lower than the baseline "
+        f"(per request, paired: median {statistics.median(ratios):.2f}x, "
+        f"middle half {_quantile(ratios, 0.25):.2f}x-{_quantile(ratios, 0.75):.2f}x)"
     )
+
+    ours, ref, base = (sides[name].probabilities for name in ("ours", "reference", "baseline"))
+    pairs = [(ours[i], ref[i]) for i in sorted(ref)]
+    same = sum(_count(p) == _count(q) for p, q in pairs)
+    diffs = [max(abs(a - c) for a, c in zip(p, q, strict=True)) for p, q in pairs]
+    base_same = sum(_count(base[i]) == _count(ref[i]) for i in ref)
     print(f"\nAgreement with our exact fp32 path (BINCOUNT_REFERENCE=1) on {len(pairs)} photos:")
     print(f"  identical counts: {same}/{len(pairs)} ({same / len(pairs):.0%});  baseline vs reference: {base_same}")
     print(
@@ -187,14 +252,11 @@ def main() -> None:
     p.add_argument("--side", choices=("baseline", "ours", "reference"), help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.side:
-        print(json.dumps(side(args.side, args.model_dir, args.images, args.rounds)))
+        _serve(args.side, args.model_dir, args.images)
         return
     with tempfile.TemporaryDirectory(prefix="bincount-bench-") as tmp:
         model_dir = args.model_dir or _train(Path(tmp))
-        results = {
-            name: _run_side(name, model_dir, args.images, args.rounds) for name in ("baseline", "ours", "reference")
-        }
-        report(results["baseline"], results["ours"], results["reference"], len(_photos(args.images)))
+        report(*measure(model_dir, args.images, args.rounds))
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ from http import HTTPStatus
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from bincount.media import CONTENT_TYPES, MAX_IMAGE_PIXELS, MAX_PAYLOAD_BYTES, media_type, sniff
+from bincount.media import CONTENT_TYPES, MAX_ASPECT_RATIO, MAX_IMAGE_PIXELS, MAX_PAYLOAD_BYTES, media_type, sniff
 
 try:
     from sagemaker_inference.errors import BaseInferenceToolkitError
@@ -143,7 +143,8 @@ def decode_image(
 
     Raises:
         UnsupportedMediaTypeError: the content type is not an image type the endpoint accepts.
-        BadImageError: the body is empty, not a JPEG or PNG, or corrupt/truncated.
+        BadImageError: the body is empty, not a JPEG or PNG, corrupt/truncated, or a strip (one side more than
+            :data:`~bincount.media.MAX_ASPECT_RATIO` times the other).
         ImageTooLargeError: the body or the image is over its limit.
     """
     fmt = check_body(body, content_type, max_bytes=max_bytes)
@@ -158,6 +159,11 @@ def decode_image(
         if width * height > max_pixels:
             raise ImageTooLargeError(
                 f"the {fmt} image is {width}x{height} = {width * height:,} pixels: the limit is {max_pixels:,}"
+            )
+        if max(width, height) > MAX_ASPECT_RATIO * min(width, height):
+            raise BadImageError(
+                f"the {fmt} image is {width}x{height}: a bin photo's longer side may be at most {MAX_ASPECT_RATIO} "
+                "times its shorter side"
             )
         try:
             img.load()

@@ -9,8 +9,9 @@ Runs on the container's Python 3.10 and torch 2.1: imports only torch, torchvisi
 
 Two paths, the same answers (tests/test_inference_fast.py checks them against each other on real photos):
 
-- fast (default): the int8 backbone that training quantised (``backbone_int8.pt``, see :mod:`bincount.quantize`)
-  and the fp32 head, 2 intra-op threads at most.
+- fast (default): the evaluation transforms computed on 8-bit pixels in torch (:func:`bincount.transforms.eval_batch`,
+  within one grey level of Pillow's), the int8 backbone that training quantised (``backbone_int8.pt``, see
+  :mod:`bincount.quantize`) and the fp32 head, 2 intra-op threads at most.
 - reference (``BINCOUNT_REFERENCE=1`` in the environment): the exact fp32 eager path of training's evaluation:
   the evaluation transforms and the fp32 network. Anyone can check the agreement with it.
 
@@ -33,13 +34,14 @@ from bincount.labels import COUNTS
 from bincount.media import JSON, media_type
 from bincount.model import BinCountNet, ModelMismatchError, load_model
 from bincount.quantize import load_int8_backbone
-from bincount.transforms import IMAGE_SIZE, eval_transform
+from bincount.transforms import IMAGE_SIZE, eval_batch, eval_transform
 
 log = logging.getLogger(__name__)
 
 ACCEPTED_RESPONSE_TYPES = frozenset({JSON, "application/*", "*/*", ""})
 _transform = eval_transform()  # the evaluation transforms training used: the same code, built once
 REFERENCE_ENV = "BINCOUNT_REFERENCE"
+FAST_PATH = "fast int8"
 MAX_THREADS = 2  # an ml.t2.medium has 2 vCPUs; more threads than cores only thrash
 
 
@@ -57,8 +59,9 @@ def model_fn(model_dir: str) -> torch.nn.Module:
 
     Returns:
         The network in eval mode, its output width checked against the counts: on a CPU, the int8 backbone from
-        ``backbone_int8.pt`` with the fp32 head (unless ``BINCOUNT_REFERENCE=1``, or that file is missing or was
-        made from other weights: then the fp32 network); on a GPU, the fp32 network. ``serving_path`` names which.
+        ``backbone_int8.pt`` with the fp32 head (unless ``BINCOUNT_REFERENCE=1``, or that file is missing, was made
+        from other weights or disagrees with fp32 on this CPU: then the fp32 network); on a GPU, the fp32 network.
+        ``serving_path`` names which.
 
     Raises:
         FileNotFoundError: no ``model.pth`` in ``model_dir``.
@@ -74,7 +77,7 @@ def model_fn(model_dir: str) -> torch.nn.Module:
             quantized = load_int8_backbone(model_dir, model.backbone)
             if quantized is not None:
                 model = BinCountNet(quantized, model.head).eval()
-                path = "fast int8"
+                path = FAST_PATH
             else:
                 path = "fp32 (no usable int8 backbone)"
     with torch.inference_mode():  # one warm-up pass, which also checks the output width
@@ -111,7 +114,8 @@ def input_fn(body: bytes, content_type: str) -> Image.Image:
 
 
 def predict_fn(data: Image.Image, model: torch.nn.Module) -> torch.Tensor:
-    """Class probabilities of one image, after exactly the evaluation transforms of training.
+    """Class probabilities of one image, after the evaluation transforms of training (exactly those on the fp32
+    paths; on the int8 path, the same steps on 8-bit pixels, see :func:`bincount.transforms.eval_batch`).
 
     Args:
         data: the RGB image from :func:`input_fn`.
@@ -121,7 +125,8 @@ def predict_fn(data: Image.Image, model: torch.nn.Module) -> torch.Tensor:
         A CPU tensor of ``len(COUNTS)`` probabilities (index i is the count ``COUNTS[i]``).
     """
     device = next(model.parameters()).device
-    batch = _transform(data).unsqueeze(0).to(device)
+    exact = reference_mode() or getattr(model, "serving_path", "") != FAST_PATH
+    batch = (_transform(data).unsqueeze(0) if exact else eval_batch(data)).to(device)
     with torch.inference_mode():
         return torch.softmax(model(batch), dim=1)[0].cpu()
 

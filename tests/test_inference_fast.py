@@ -16,7 +16,7 @@ from PIL import Image
 from bincount.artifact import HANDLER
 from bincount.data import load_rgb
 from bincount.model import ModelMismatchError, load_model
-from bincount.quantize import INT8_FILE, INT8_META
+from bincount.quantize import ENGINE, INT8_CHECK, INT8_FILE, INT8_META, MIN_CHECK_COSINE
 from bincount.transforms import eval_transform
 from tests.serving_helpers import PHOTOS, photo_bytes
 
@@ -68,8 +68,10 @@ def _predict(body: bytes, model: torch.nn.Module, *, reference: bool, mp: pytest
 
 def test_the_artifact_holds_an_int8_backbone_calibrated_on_training_photos(model_dir: Path) -> None:
     meta = json.loads((model_dir / INT8_META).read_text())
-    assert (model_dir / INT8_FILE).is_file()
+    assert (model_dir / INT8_FILE).is_file() and (model_dir / INT8_CHECK).is_file()
     assert meta["calibration_source"] == "train" and meta["calibration_images"] == 8
+    assert meta["engine"] == ENGINE == "onednn"
+    assert MIN_CHECK_COSINE <= meta["check_cosine_min"] <= 1.0 + 1e-6
 
 
 def test_fast_path_agrees_with_the_exact_fp32_path(fast, reference, monkeypatch) -> None:
@@ -134,6 +136,26 @@ def test_a_corrupt_int8_file_falls_back_to_fp32(model_dir, tmp_path, caplog) -> 
     (other / INT8_FILE).write_bytes(b"not a TorchScript archive")
     model = _load(other, reference=False)
     assert model.serving_path.startswith("fp32") and "could not load the int8 backbone" in caplog.text
+
+
+def test_an_int8_backbone_that_disagrees_on_this_cpu_is_not_served(model_dir, tmp_path, caplog) -> None:
+    """The load-time check: int8 features far from the stored fp32 ones (as saturating int16 sums on a CPU without
+    VNNI would give) mean fp32 is served. Here the stored fp32 features are replaced by others."""
+    other = tmp_path / "artifact"
+    shutil.copytree(model_dir, other)
+    check = torch.load(other / INT8_CHECK, weights_only=True)
+    check["features"] = torch.rand_like(check["features"])
+    torch.save(check, other / INT8_CHECK)
+    model = _load(other, reference=False)
+    assert model.serving_path.startswith("fp32") and "disagrees with fp32 on this CPU" in caplog.text
+
+
+def test_without_its_check_photos_the_int8_backbone_is_not_served(model_dir, tmp_path, caplog) -> None:
+    other = tmp_path / "artifact"
+    shutil.copytree(model_dir, other)
+    (other / INT8_CHECK).unlink()
+    model = _load(other, reference=False)
+    assert model.serving_path.startswith("fp32") and INT8_CHECK in caplog.text
 
 
 def test_a_mismatched_artifact_is_still_refused_on_the_fast_path(model_dir, tmp_path) -> None:

@@ -79,10 +79,13 @@ def test_same_pixels_same_answer_whatever_the_container(model) -> None:
 
 
 def test_predict_applies_the_evaluation_transforms_of_training(model) -> None:
-    assert handler.eval_transform is transforms.eval_transform  # the same code, not a copy
+    """The transform code of training, not a copy: the int8 path runs its 8-bit form (tests/test_transforms.py keeps
+    it within one grey level of ``eval_transform``, which the fp32 paths run: tests/test_inference_fast.py)."""
+    assert handler.eval_transform is transforms.eval_transform and handler.eval_batch is transforms.eval_batch
+    assert model.serving_path == handler.FAST_PATH
     image = handler.input_fn(photo_bytes(7), "image/jpeg")
     with torch.no_grad():
-        expected = torch.softmax(model(transforms.eval_transform()(image).unsqueeze(0)), dim=1)[0]
+        expected = torch.softmax(model(transforms.eval_batch(image)), dim=1)[0]
     assert torch.allclose(handler.predict_fn(image, model), expected, atol=1e-6)
 
 

@@ -101,6 +101,8 @@ def gif() -> bytes:
 
 TOO_LARGE = b"\xff\xd8\xff" + bytes(MAX_PAYLOAD_BYTES)  # over both the API's 4.5 MB and InvokeEndpoint's 6 MB
 BOMB = png_header_only(30000, 30000)  # 900 million pixels declared in a few hundred bytes
+# A valid 20000x2 strip: few pixels and bytes, but resizing its shorter side to 224 would make 224x2,240,000.
+STRIP = encode(Image.new("RGB", (20000, 2), (120, 80, 40)), "PNG")
 
 
 @dataclass(frozen=True)
@@ -145,6 +147,7 @@ CASES: dict[str, Case] = {
     "gif-as-gif": Case(gif(), "image/gif", api=(415, "'image/gif' is not supported"), endpoint=(415, "'image/gif'")),
     "gif-as-png": Case(gif(), "image/png", api=(400, "not a JPEG or PNG image"), endpoint=(400, "not a JPEG or PNG")),
     "decompression-bomb": Case(BOMB, "image/png", api=(413, "pixels"), endpoint=(413, "pixels")),
+    "strip-20000x2": Case(STRIP, "image/png", api=(400, "at most 20 times"), endpoint=(400, "at most 20 times")),
     "over-size-limit": Case(
         TOO_LARGE, api=(413, "the limit is 4,500,000 bytes"), endpoint=(413, "HTTP content length exceeded")
     ),
