@@ -249,6 +249,7 @@ def test_model_runs_the_handler_from_the_artifact_on_the_endpoint_instance(asl: 
     model = asl["States"][d.CREATE_MODEL]["Parameters"]["PrimaryContainer"]
     assert model["ModelDataUrl.$"] == "$.training.ModelArtifacts.S3ModelArtifacts"
     assert model["Environment"]["SAGEMAKER_PROGRAM"] == "endpoint_inference.py"
+    assert model["Environment"]["SAGEMAKER_MODEL_SERVER_WORKERS"] == "1"  # the handler uses both vCPUs per request
     (variant,) = asl["States"][d.CREATE_ENDPOINT_CONFIG]["Parameters"]["ProductionVariants"]
     assert variant["InstanceType.$"] == "$.config.endpointInstanceType"
 

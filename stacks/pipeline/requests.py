@@ -252,6 +252,10 @@ def model(ctx: RequestContext) -> dict[str, Any]:
                 "SAGEMAKER_SUBMIT_DIRECTORY": MODEL_CODE_DIR,
                 "SAGEMAKER_CONTAINER_LOG_LEVEL": "20",
                 "SAGEMAKER_REGION": ctx.region,
+                # One model-server worker: the handler already spreads each request over 2 threads (an
+                # ml.t2.medium's 2 vCPUs); the default of one worker per vCPU would run 4 threads on 2 vCPUs under
+                # concurrent requests and hold two copies of the model in 4 GiB.
+                "SAGEMAKER_MODEL_SERVER_WORKERS": "1",
             },
         },
         "Tags": _tags(),
