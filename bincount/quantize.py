@@ -6,7 +6,7 @@ containers run the same torch (2.1). The endpoint loads it in well under a secon
 head is not quantised: it is tiny, and trained; it comes from ``model.pth``.
 
 Engine: oneDNN, with its default qconfig (8-bit activations, per-channel int8 weights). On this 2-core AVX2 machine
-at batch 1, traced and frozen, it measured 15-20% faster than fbgemm (what the ``x86`` engine picks), and its
+at batch 1, traced and frozen, it measured 5-15% faster than fbgemm (what the ``x86`` engine picks), and its
 features agreed better with fp32 than with 7-bit activations (median cosine 0.9998 against 0.9994). torch warns that
 8-bit activations may lose accuracy on CPUs without VNNI (an ml.t2.medium's has none, nor has this machine's), so
 the endpoint checks the int8 backbone on the CPU it serves from before using it: a few calibration photos and their
