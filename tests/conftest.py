@@ -1,13 +1,17 @@
-"""Shared fixtures: the vendored real photos in the channel layout, and one real trained artifact."""
+"""Shared fixtures: the vendored real photos in the channel layout, one real trained artifact, and a local SageMaker
+endpoint serving it."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from bincount.dataset import sample_dataset
 from bincount.jobs import JobResult, run_job
+from bincount.local_endpoint import ContainerModel, Endpoint, LocalSageMaker
+from tests.serving_helpers import ENDPOINT
 
 FAST_HYPERPARAMETERS = {"epochs": 1, "batch-size": 8, "pretrained": "false", "workers": 0, "seed": 7}
 
@@ -30,3 +34,11 @@ def trained_job(channels: dict[str, Path], tmp_path_factory: pytest.TempPathFact
 def model_dir(trained_job: JobResult) -> Path:
     """A model artifact directory (model.pth, model_config.json, code/) produced by train_model.py."""
     return trained_job.model_dir
+
+
+@pytest.fixture(scope="module")
+def sagemaker(model_dir: Path) -> Iterator[LocalSageMaker]:
+    """A local SageMaker runtime (loopback HTTP) serving the trained artifact as the endpoint ``ENDPOINT``, through
+    AWS's serving toolkit; test modules that need other endpoints beside it define their own."""
+    with LocalSageMaker([Endpoint(ENDPOINT, ContainerModel(model_dir, name=ENDPOINT))]) as server:
+        yield server

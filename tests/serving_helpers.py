@@ -4,6 +4,7 @@ answers with AWS's own error shapes (for conditions a local endpoint cannot prod
 from __future__ import annotations
 
 import base64
+import importlib.util
 import io
 import json
 import shutil
@@ -12,16 +13,27 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pytest
 from PIL import Image
 
+from bincount.artifact import HANDLER
 from bincount.dataset import SAMPLE_DIR
 from bincount.http_server import BackgroundServer
 
 PHOTOS = sorted((SAMPLE_DIR / "images").glob("*.jpg"))
 ENDPOINT = "bincount"
+
+
+def import_handler(module_name: str) -> ModuleType:
+    """``inference/endpoint_inference.py`` imported afresh under ``module_name``: each test module gets its own copy
+    (its own module state), as each inference container does."""
+    spec = importlib.util.spec_from_file_location(module_name, HANDLER)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def photo_path(index: int = 0) -> Path:

@@ -22,7 +22,7 @@ from bincount.client import (
     resolve_endpoint,
 )
 from bincount.local_api import LocalApi, load_handler, load_lambda_module
-from bincount.local_endpoint import ContainerModel, Endpoint, LocalSageMaker
+from bincount.local_endpoint import LocalSageMaker
 from tests.serving_helpers import (
     ENDPOINT,
     CannedResponse,
@@ -41,12 +41,6 @@ MISSING_STACK = CannedResponse(
     b"<Code>ValidationError</Code><Message>Stack with id Bincount does not exist</Message></Error>"
     b"<RequestId>stub</RequestId></ErrorResponse>",
 )
-
-
-@pytest.fixture(scope="module")
-def sagemaker(model_dir: Path) -> Iterator[LocalSageMaker]:
-    with LocalSageMaker([Endpoint(ENDPOINT, ContainerModel(model_dir, name=ENDPOINT))]) as server:
-        yield server
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,6 @@ on the real vendored photos and the artifact of a real training run."""
 
 from __future__ import annotations
 
-import importlib.util
 import io
 import json
 import shutil
@@ -13,12 +12,11 @@ import pytest
 import torch
 from PIL import Image
 
-from bincount.artifact import HANDLER
 from bincount.data import load_rgb
 from bincount.model import ModelMismatchError, load_model
 from bincount.quantize import ENGINE, INT8_CHECK, INT8_FILE, INT8_META, MIN_CHECK_COSINE
 from bincount.transforms import eval_transform
-from tests.serving_helpers import PHOTOS, photo_bytes
+from tests.serving_helpers import PHOTOS, import_handler, photo_bytes
 
 # Per-photo agreement of the backbone's 2048 features, int8 against fp32 (cosine similarity). Post-training static
 # int8 quantisation of ResNet-50 keeps features at cosine ~0.999 (measured here: ~0.9995 on the vendored photos);
@@ -29,14 +27,7 @@ MIN_FEATURE_COSINE = 0.99
 MIN_SAME_COUNTS = 0.96
 
 
-def _import_handler():
-    spec = importlib.util.spec_from_file_location("endpoint_inference_fast_under_test", HANDLER)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-handler = _import_handler()
+handler = import_handler("endpoint_inference_fast_under_test")
 
 
 def _load(model_dir: Path, *, reference: bool) -> torch.nn.Module:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import io
 import json
 import shutil
@@ -15,22 +14,13 @@ from PIL import Image, ImageOps
 from sagemaker_inference.errors import BaseInferenceToolkitError
 
 from bincount import transforms
-from bincount.artifact import HANDLER
 from bincount.imaging import RequestError
 from bincount.labels import COUNTS
 from bincount.media import MAX_PAYLOAD_BYTES
 from bincount.model import MODEL_FILE, ModelConfig, ModelMismatchError
-from tests.serving_helpers import encode, photo, photo_bytes, png_header_only
+from tests.serving_helpers import encode, import_handler, photo, photo_bytes, png_header_only
 
-
-def _import_handler():
-    spec = importlib.util.spec_from_file_location("endpoint_inference_under_test", HANDLER)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-handler = _import_handler()
+handler = import_handler("endpoint_inference_under_test")
 
 
 @pytest.fixture(scope="module")

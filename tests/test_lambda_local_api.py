@@ -7,23 +7,16 @@ import json
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from bincount.local_api import MAX_EVENT_BYTES, LocalApi, load_handler, load_lambda_module, proxy_event
-from bincount.local_endpoint import ContainerModel, Endpoint, LocalSageMaker
+from bincount.local_endpoint import LocalSageMaker
 from tests.serving_helpers import ENDPOINT, encode, photo, photo_bytes, rest_event, set_aws_env
 
 API_KEY = "local-test-key"
 PAGE = b"<!doctype html><title>bincount</title>"
-
-
-@pytest.fixture(scope="module")
-def sagemaker(model_dir: Path) -> Iterator[LocalSageMaker]:
-    with LocalSageMaker([Endpoint(ENDPOINT, ContainerModel(model_dir, name=ENDPOINT))]) as server:
-        yield server
 
 
 @pytest.fixture(scope="module")

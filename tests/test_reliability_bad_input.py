@@ -16,7 +16,6 @@ import io
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -24,7 +23,7 @@ import pytest
 from PIL import Image
 
 from bincount.local_api import load_lambda_module
-from bincount.local_endpoint import ContainerModel, Endpoint, LocalSageMaker
+from bincount.local_endpoint import LocalSageMaker
 from bincount.media import MAX_PAYLOAD_BYTES
 from tests.serving_helpers import (
     ENDPOINT,
@@ -176,12 +175,6 @@ CASES: dict[str, Case] = {
 
 
 # --- the two layers --------------------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def sagemaker(model_dir: Path) -> Iterator[LocalSageMaker]:
-    with LocalSageMaker([Endpoint(ENDPOINT, ContainerModel(model_dir, name=ENDPOINT))]) as server:
-        yield server
 
 
 @pytest.fixture(autouse=True)
