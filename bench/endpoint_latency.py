@@ -165,9 +165,10 @@ def measure(model_dir: Path, images: Path, rounds: int) -> tuple[dict[str, Side]
     machine's background load falls on all sides alike; returns the sides and the paired baseline/ours ratios."""
     sides = {name: Side(name, model_dir, images) for name in SIDES}
     ratios: list[float] = []
+    n_photos = len(_photos(images))
     try:
         for r in range(rounds):
-            for index in range(len(_photos(images))):
+            for index in range(n_photos):
                 shift = (r + index) % len(SIDES)
                 latency = {name: sides[name].request(index) for name in SIDES[shift:] + SIDES[:shift]}
                 ratios.append(latency["baseline"] / latency["ours"])
