@@ -45,7 +45,10 @@ def add_invoke_command(sub: argparse._SubParsersAction) -> None:
     _add_common(p)
     p.add_argument("--endpoint", help=f"the endpoint (default: ${ENDPOINT_ENV}, else the stack's EndpointName output)")
     p.add_argument(
-        "--via", choices=VIA_CHOICES, default="boto3", help="SageMaker SDK Predictor or plain boto3 (default: boto3)"
+        "--via",
+        choices=VIA_CHOICES,
+        default="boto3",
+        help="the SageMaker Python SDK (sagemaker-core Endpoint.invoke) or plain boto3 (default: boto3)",
     )
     p.set_defaults(func=run_invoke)
 

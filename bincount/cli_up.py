@@ -126,13 +126,18 @@ def print_summary(result, seconds: float) -> None:  # result: bincount.twin.Twin
 def serve(model_dir: Path, *, port: int, endpoint_port: int, api_key: str | None) -> int:
     """Serve until Ctrl-C: local SageMaker runtime + local API Gateway with the Lambda handler and the page."""
     from bincount.local_api import MAX_CONCURRENCY, LocalApi, load_handler
-    from bincount.local_endpoint import ContainerModel, Endpoint, LocalSageMaker
+    from bincount.local_endpoint import Endpoint, LocalSageMaker, ServedModel
 
-    print("\nstarting the endpoint (loading the model through AWS's serving toolkit) ...", flush=True)
-    model = ContainerModel(model_dir, name=ENDPOINT_NAME)
+    print("\nstarting the endpoint (`bincount serve`, the endpoint image's server, loading the model) ...", flush=True)
+    try:
+        model = ServedModel(model_dir, name=ENDPOINT_NAME)
+    except RuntimeError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
     try:
         endpoint = LocalSageMaker([Endpoint(ENDPOINT_NAME, model)], port=endpoint_port).start()
     except OSError as e:
+        model.close()
         print(f"error: cannot listen on 127.0.0.1:{endpoint_port}: {e}", file=sys.stderr)
         return 2
     # The Lambda reads its configuration from the environment, as in the cloud. Local dummy credentials:
@@ -153,6 +158,7 @@ def serve(model_dir: Path, *, port: int, endpoint_port: int, api_key: str | None
         ).start()
     except OSError as e:
         endpoint.stop()
+        model.close()
         print(f"error: cannot listen on 127.0.0.1:{port} ({e}); choose another with --port", file=sys.stderr)
         return 2
     key_header = f' -H "x-api-key: {api_key}"' if api_key else ""
@@ -175,6 +181,7 @@ def serve(model_dir: Path, *, port: int, endpoint_port: int, api_key: str | None
             api.stop()
         with contextlib.suppress(Exception):
             endpoint.stop()
+        model.close()
     print("stopped", flush=True)
     return 0
 

@@ -1,5 +1,5 @@
 """Clients of the deployed model: the HTTP API (``bincount count``) and the SageMaker endpoint itself
-(``bincount invoke``, through the SageMaker Python SDK's Predictor or plain boto3).
+(``bincount invoke``, through the SageMaker Python SDK's ``Endpoint`` resource or plain boto3).
 
 Each image becomes one :class:`ImageResult`, a count or an error naming what went wrong; one bad image never stops
 the others. boto3 and the SDK are imported only by the functions that need them.
@@ -268,29 +268,39 @@ def endpoint_caller(endpoint: str, via: str, region: str | None = None) -> Call:
 
         return call
     if via == "sdk":
-        try:
-            predictor = sdk_predictor(endpoint, runtime)
-        except ValueError as e:  # the SDK's own configuration errors
-            raise ConfigError(str(e)) from e
-        return lambda body, content_type: _aws(predictor.predict, body, initial_args={"ContentType": content_type})
+        sdk_endpoint, session = sdk_resource(endpoint, runtime.meta.region_name)
+
+        def call_sdk(body: bytes, content_type: str) -> Mapping[str, Any]:
+            output = _aws(sdk_endpoint.invoke, body=body, content_type=content_type, accept=JSON, session=session)
+            payload = output.body.read() if hasattr(output.body, "read") else output.body
+            return json.loads(payload)
+
+        return call_sdk
     raise ValueError(f"via must be 'boto3' or 'sdk', got {via!r}")
 
 
-def sdk_predictor(endpoint: str, runtime: Any) -> Any:
-    """A SageMaker Python SDK 2.x ``Predictor`` for the endpoint: raw bytes in, JSON out."""
+def sdk_resource(endpoint: str, region: str) -> tuple[Any, Any]:
+    """The SageMaker Python SDK's (``sagemaker-core``) ``Endpoint`` resource, made without a DescribeEndpoint call,
+    and the boto3 session its ``invoke`` sends the raw bytes through."""
     logging.getLogger("sagemaker.config").setLevel(logging.WARNING)  # it announces every config file it skips
     import boto3
-    from sagemaker.deserializers import JSONDeserializer
-    from sagemaker.predictor import Predictor
-    from sagemaker.serializers import IdentitySerializer
-    from sagemaker.session import Session
+    from sagemaker.core.resources import Endpoint
 
-    session = Session(
-        boto_session=boto3.Session(region_name=runtime.meta.region_name), sagemaker_runtime_client=runtime
-    )
-    return Predictor(
-        endpoint, sagemaker_session=session, serializer=IdentitySerializer(), deserializer=JSONDeserializer()
-    )
+    return Endpoint(endpoint_name=endpoint), boto3.Session(region_name=region)
+
+
+def model_detail(original_message: object) -> str:
+    """What the model said: the ``error`` of ``bincount serve``'s JSON, or the first line of the serving toolkit's
+    text (a traceback follows it)."""
+    text = str(original_message or "").strip()
+    if text.startswith("{"):
+        try:
+            error = json.loads(text).get("error")
+        except (ValueError, AttributeError):
+            error = None
+        if isinstance(error, str) and error.strip():
+            return error.strip()
+    return (text.splitlines() or ["?"])[0]
 
 
 def _aws(func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
@@ -303,8 +313,9 @@ def _aws(func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         error = e.response.get("Error", {})
         if error.get("Code") == "ModelError":
             status = e.response.get("OriginalStatusCode")
-            first_line = (str(e.response.get("OriginalMessage") or "").strip().splitlines() or ["?"])[0]
-            raise CountError(f"the model answered {status}: {first_line}", status) from e
+            raise CountError(
+                f"the model answered {status}: {model_detail(e.response.get('OriginalMessage'))}", status
+            ) from e
         status = e.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
         raise CountError(f"{error.get('Code')}: {error.get('Message')}", status) from e
     except BotoCoreError as e:

@@ -1,9 +1,14 @@
 """A local SageMaker endpoint over HTTP: the sagemaker-runtime wire API in front of the real handler.
 
-The model artifact is served the way the AWS PyTorch inference container serves it: the handler module from its
-``code/`` (``SAGEMAKER_PROGRAM``), driven by ``sagemaker-pytorch-inference``'s ``HandlerService`` and
-``sagemaker_inference``'s ``Transformer``, so content-type dispatch and error statuses are the container's. In front
-of it, the answers of the service itself:
+Behind each endpoint, the model is served the way one of the endpoint's images serves it:
+
+- :class:`ServedModel` (the default image, ``servingImage: project``): ``bincount serve`` in its own process,
+  reached over loopback HTTP, the very server the endpoint image runs;
+- :class:`ContainerModel` (``servingImage: prebuilt``): the handler module from the artifact's ``code/``
+  (``SAGEMAKER_PROGRAM``) driven by ``sagemaker-pytorch-inference``'s ``HandlerService`` and
+  ``sagemaker_inference``'s ``Transformer``, as AWS's PyTorch inference container does.
+
+In front of it, the answers of the service itself:
 
 - ``POST /endpoints/<name>/invocations`` (InvokeEndpoint): 200 with the model's body; a model 4xx/5xx as
   ``ModelError`` (HTTP 424) carrying ``OriginalStatusCode`` and ``OriginalMessage``; an unknown or not yet
@@ -19,15 +24,18 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import http.client
 import json
 import logging
 import os
+import re
+import subprocess
 import sys
 import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler
@@ -146,6 +154,116 @@ class ContainerModel:
         return ContainerResponse(context.status, payload, context.content_type or JSON)
 
 
+class ServedModel:
+    """A model artifact served by ``bincount serve`` in its own process, as the endpoint image runs it.
+
+    The process is started here and answers over loopback HTTP, like the container behind a real endpoint; it
+    loads the model at start and this waits for its ``/ping``. :meth:`close` sends SIGTERM, as SageMaker does.
+    """
+
+    def __init__(
+        self,
+        model_dir: str | Path,
+        *,
+        name: str = "model",
+        startup_seconds: float = 120.0,
+        workers: int = 1,
+        pythonpath: Sequence[str | Path] = (),
+    ) -> None:
+        self.model_dir = str(Path(model_dir).resolve())
+        self.name = name
+        self.process = subprocess.Popen(
+            self.command(self.model_dir, workers=workers),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=_serve_environment(pythonpath),
+        )
+        self.url = self._wait_ready(startup_seconds)
+
+    @staticmethod
+    def command(model_dir: str, *, port: int = 0, workers: int = 1) -> list[str]:
+        """The server's command line: the endpoint image's entry point (``python -m bincount serve``) with options."""
+        options = ["--model-dir", model_dir, "--port", str(port), "--workers", str(workers)]
+        return [sys.executable, "-m", "bincount", "serve", *options]
+
+    def _wait_ready(self, startup_seconds: float) -> str:
+        assert self.process.stdout is not None
+        lines: list[str] = []
+        url = None
+        deadline = time.monotonic() + startup_seconds
+        for line in self.process.stdout:  # ends when the process exits
+            lines.append(line)
+            match = _SERVING_LINE.search(line)
+            if match:
+                url = match["url"]
+                break
+        drain = threading.Thread(target=_drain, args=(self.process.stdout, lines), daemon=True)
+        if url is not None:
+            drain.start()
+            while time.monotonic() < deadline and self.process.poll() is None:
+                with contextlib.suppress(OSError):
+                    if _http("GET", f"{url}/ping", timeout=5)[0] == HTTPStatus.OK:
+                        return url
+                time.sleep(0.1)
+        self.close()
+        if drain.is_alive():
+            drain.join(5)
+        raise RuntimeError(f"bincount serve did not become ready for {self.model_dir}:\n{''.join(lines)[-3000:]}")
+
+    def invoke(self, body: bytes, content_type: str | None, accept: str | None = None) -> ContainerResponse:
+        """One request to the server's ``/invocations``, as SageMaker's front end passes it on."""
+        headers = {key: value for key, value in (("Content-Type", content_type), ("Accept", accept)) if value}
+        status, payload, response_type = _http("POST", f"{self.url}/invocations", body, headers, timeout=60)
+        return ContainerResponse(status, payload, response_type or JSON)
+
+    def close(self, timeout: float = 10.0) -> int | None:
+        """SIGTERM, then wait; returns the exit code (None if it had to be killed)."""
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                return self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+                return None
+        return self.process.returncode
+
+
+_SERVING_LINE = re.compile(r"bincount serve: .* on (?P<url>http://\S+)")
+
+
+def _serve_environment(pythonpath: Sequence[str | Path] = ()) -> dict[str, str]:
+    """The server's environment: this one, with ``pythonpath`` and the project root importable (as the image's
+    PYTHONPATH makes it)."""
+    env = dict(os.environ)
+    root = str(Path(__file__).resolve().parent.parent)
+    env["PYTHONPATH"] = os.pathsep.join(str(p) for p in (*pythonpath, root, env.get("PYTHONPATH", "")) if p)
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def _drain(stream: Any, lines: list[str], keep: int = 200) -> None:
+    """Keep reading the server's output (so it never blocks on a full pipe): the last ``keep`` lines, and the log."""
+    for line in stream:
+        lines.append(line)
+        del lines[:-keep]
+        log.debug("serve: %s", line.rstrip())
+
+
+def _http(
+    method: str, url: str, body: bytes | None = None, headers: Mapping[str, str] | None = None, *, timeout: float
+) -> tuple[int, bytes, str]:
+    parts = urlsplit(url)
+    connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout)
+    try:
+        connection.request(method, parts.path, body=body, headers=dict(headers or {}))
+        response = connection.getresponse()
+        return response.status, response.read(), response.getheader("Content-Type", "")
+    finally:
+        connection.close()
+
+
 # --- the service: endpoints by name, and their HTTP API ----------------------------------------------------------
 
 
@@ -154,7 +272,7 @@ class Endpoint:
     """A named endpoint. Without a model it exists but serves nothing (for example while it is Creating)."""
 
     name: str
-    model: ContainerModel | None = None
+    model: ContainerModel | ServedModel | None = None
     status: str = "InService"
     created: float = field(default_factory=time.time)
 
@@ -334,13 +452,18 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--name", default="bincount", help="endpoint name (default: bincount)")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
     p.add_argument("--port", type=int, default=8080, help="port (default: 8080)")
+    p.add_argument(
+        "--toolkit",
+        action="store_true",
+        help="serve through AWS's serving toolkit (the prebuilt image's way) instead of `bincount serve`",
+    )
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = get_args_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    model = ContainerModel(args.model_dir, name=args.name)
+    model = (ContainerModel if args.toolkit else ServedModel)(args.model_dir, name=args.name)
     with LocalSageMaker([Endpoint(args.name, model)], host=args.host, port=args.port) as server:
         print(
             f"endpoint {args.name} at {server.url}\n"
@@ -349,6 +472,8 @@ def main(argv: list[str] | None = None) -> int:
         )
         with contextlib.suppress(KeyboardInterrupt):
             threading.Event().wait()
+    if isinstance(model, ServedModel):
+        model.close()
     return 0
 
 

@@ -130,24 +130,22 @@ def fingerprint(backbone: nn.Module) -> float:
         return float(sum(float(p.double().abs().sum()) for p in backbone.parameters()))
 
 
-def load_int8_backbone(model_dir: str | Path, backbone: nn.Module) -> nn.Module | None:
+def load_int8_backbone(model_dir: str | Path, backbone: nn.Module) -> tuple[nn.Module | None, str]:
     """The int8 version of ``backbone`` stored in ``model_dir``, checked on this CPU against the fp32 features of
-    the stored check photos; or None (with a warning) when there is none, it was made from other weights, it does
-    not load here or it disagrees: the caller then serves the fp32 backbone, slower but with the exact answers."""
+    the stored check photos, and ``""``; or None and the reason (also logged as a warning) when there is none, it was
+    made from other weights, it does not load here or it disagrees: the caller then serves the fp32 backbone, slower
+    but with the exact answers."""
     path = Path(model_dir) / INT8_FILE
-    if not path.is_file():
-        log.warning("no %s in %s: serving the fp32 backbone", INT8_FILE, model_dir)
-        return None
     try:
+        if not path.is_file():
+            raise _Unusable(f"no {INT8_FILE} in the artifact")
         meta = json.loads((Path(model_dir) / INT8_META).read_text(encoding="utf-8"))
         expected, actual = float(meta["backbone_fingerprint"]), fingerprint(backbone)
         if abs(expected - actual) > 1e-7 * max(1.0, abs(actual)):
-            log.warning("%s was made from other backbone weights than model.pth: serving the fp32 backbone", path)
-            return None
+            raise _Unusable(f"{INT8_FILE} was made from other backbone weights than model.pth")
         engine = str(meta.get("engine", ENGINE))  # the weights were packed for this engine
         if engine not in torch.backends.quantized.supported_engines:
-            log.warning("this CPU/torch has no %r quantised engine: serving the fp32 backbone", engine)
-            return None
+            raise _Unusable(f"this CPU/torch has no {engine!r} quantised engine")
         torch.backends.quantized.engine = engine
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -155,15 +153,20 @@ def load_int8_backbone(model_dir: str | Path, backbone: nn.Module) -> nn.Module 
         check = torch.load(Path(model_dir) / INT8_CHECK, map_location="cpu", weights_only=True)
         cosine = agreement(quantized, check)  # also the warm-up: oneDNN builds its kernels on the first pass
         if cosine < MIN_CHECK_COSINE:
-            log.warning(
-                "the int8 backbone disagrees with fp32 on this CPU (feature cosine %.4f < %.2f on the stored check "
-                "photos): serving the fp32 backbone",
-                cosine,
-                MIN_CHECK_COSINE,
+            raise _Unusable(
+                f"the int8 backbone disagrees with fp32 on this CPU (feature cosine {cosine:.4f} < "
+                f"{MIN_CHECK_COSINE:.2f} on the stored check photos)"
             )
-            return None
-        log.info("int8 backbone checked on this CPU: feature cosine %.4f or more against fp32", cosine)
-        return quantized
+    except _Unusable as e:
+        reason = str(e)
     except Exception as e:  # unreadable here: correct answers beat fast ones
-        log.warning("could not load the int8 backbone %s (%s): serving the fp32 backbone", path, e)
-        return None
+        reason = f"could not load the int8 backbone {path} ({type(e).__name__}: {e})"
+    else:
+        log.info("int8 backbone checked on this CPU: feature cosine %.4f or more against fp32", cosine)
+        return quantized, ""
+    log.warning("%s: serving the fp32 backbone", reason)
+    return None, reason
+
+
+class _Unusable(Exception):
+    """The stored int8 backbone cannot be served here; the message says why."""

@@ -4,8 +4,10 @@ The AWS PyTorch inference container loads this module from the model artifact's 
 and calls the four functions below. Client mistakes raise :class:`bincount.imaging.RequestError`, a toolkit error
 with a 4xx status; anything else becomes the toolkit's 500.
 
-Runs on the container's Python 3.10 and torch 2.1: imports only torch, torchvision, Pillow, numpy and the
-``bincount`` modules that ``bincount.artifact`` packs beside it.
+Runs in the endpoint image (``bincount serve``, torch 2.10) and in AWS's prebuilt PyTorch inference container (torch
+2.6, py312): imports only torch, torchvision, Pillow, numpy and the ``bincount`` modules that ``bincount.artifact``
+packs beside it. ``model_fn`` logs the path it serves once, as ``serving path: int8`` or
+``serving path: fp32 (<why>)``.
 
 Two paths, the same answers (tests/test_inference_fast.py checks them against each other on real photos):
 
@@ -41,7 +43,7 @@ log = logging.getLogger(__name__)
 ACCEPTED_RESPONSE_TYPES = frozenset({JSON, "application/*", "*/*", ""})
 _transform = eval_transform()  # the evaluation transforms training used: the same code, built once
 REFERENCE_ENV = "BINCOUNT_REFERENCE"
-FAST_PATH = "fast int8"
+FAST_PATH = "int8"
 MAX_THREADS = 2  # an ml.t2.medium has 2 vCPUs; more threads than cores only thrash
 
 
@@ -70,16 +72,19 @@ def model_fn(model_dir: str) -> torch.nn.Module:
     """
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model = load_model(model_dir).to(device)
-    path = "reference fp32" if reference_mode() else f"fp32 on {device.type}"
     if device.type == "cpu":
         torch.set_num_threads(max(1, min(MAX_THREADS, torch.get_num_threads())))
-        if not reference_mode():
-            quantized = load_int8_backbone(model_dir, model.backbone)
-            if quantized is not None:
-                model = BinCountNet(quantized, model.head).eval()
-                path = FAST_PATH
-            else:
-                path = "fp32 (no usable int8 backbone)"
+    if reference_mode():
+        path = f"fp32 (reference mode: {REFERENCE_ENV}=1)"
+    elif device.type != "cpu":
+        path = f"fp32 (on {device.type}: the int8 backbone is a CPU path)"
+    else:
+        quantized, why = load_int8_backbone(model_dir, model.backbone)
+        if quantized is not None:
+            model = BinCountNet(quantized, model.head).eval()
+            path = FAST_PATH
+        else:
+            path = f"fp32 ({why})"
     with torch.inference_mode():  # one warm-up pass, which also checks the output width
         width = model(torch.zeros(1, 3, IMAGE_SIZE, IMAGE_SIZE, device=device)).shape[-1]
     if width != len(COUNTS):
@@ -88,7 +93,7 @@ def model_fn(model_dir: str) -> torch.nn.Module:
             f"({len(COUNTS)} classes)"
         )
     model.serving_path = path  # type: ignore[assignment]
-    log.info("model loaded from %s on %s: %s path", model_dir, device, path)
+    log.info("model loaded from %s on %s; serving path: %s", model_dir, device, path)
     return model
 
 

@@ -347,11 +347,21 @@ def not_deployed_message(name: str, status: str | None) -> str:
 
 
 def client_detail(original_message: object) -> str | None:
-    """The handler's own message: the first line of the model's 4xx body (a traceback follows it)."""
+    """The handler's own message from the model's 4xx body: ``{"error": ...}`` from ``bincount serve`` (the project's
+    image), or the first line of the serving toolkit's text (a traceback follows it) from the prebuilt image."""
     if not isinstance(original_message, str):
         return None
-    line = next((line.strip() for line in original_message.splitlines() if line.strip()), "")
-    if not line or line.startswith(("{", "<", "Traceback")):
+    text = original_message.strip()
+    if text.startswith("{"):
+        try:
+            error = json.loads(text).get("error")
+        except (ValueError, AttributeError):
+            return None
+        if not isinstance(error, str) or not error.strip():
+            return None
+        return error.strip()[:MAX_DETAIL_CHARS]
+    line = next((line.strip() for line in text.splitlines() if line.strip()), "")
+    if not line or line.startswith(("<", "Traceback")):
         return None
     return line[:MAX_DETAIL_CHARS]
 

@@ -6,6 +6,7 @@ from aws_cdk import CfnOutput, Environment, Stack
 from constructs import Construct
 
 from stacks.cleanup import PipelineCleanup
+from stacks.endpoint_image import serving_image
 from stacks.images import ContainerImages, resolve_images
 from stacks.nag import suppress_cdk_helpers
 from stacks.notifications import PipelineNotifications
@@ -31,11 +32,13 @@ class BincountStack(Stack):
         self.storage = DataStorage(self, "Storage", max_images_per_count=settings.max_images_per_count)
         self.notifications = PipelineNotifications(self, "Notifications", email=settings.notification_email)
         self.training_source = training_source_asset(self, "TrainingSource")
+        self.serving_image = serving_image(self, "EndpointImage", settings=settings, images=self.images)
         self.pipeline = TrainingPipeline(
             self,
             "Pipeline",
             settings=settings,
             images=self.images,
+            serving=self.serving_image,
             bucket=self.storage.bucket,
             source=self.training_source,
             topic=self.notifications.topic,

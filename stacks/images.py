@@ -1,16 +1,16 @@
 """AWS Deep Learning Container image URIs, resolved at synth time for the deployment region.
 
-The SageMaker Python SDK knows, offline, which account hosts each framework's images in each region; we ask it once
-per synth. The CPU or GPU flavour follows the instance type, so change the instance-type settings (not only an
+``sagemaker-core`` knows, offline, which account hosts each framework's images in each region; we ask it once per
+synth. The CPU or GPU flavour follows the instance type, so change the instance-type settings (not only an
 execution's input) when moving between CPU and GPU instances.
 """
 
 from __future__ import annotations
 
-import logging
 import re
 from dataclasses import dataclass
 
+from stacks.permissions import Arns
 from stacks.settings import Settings, SettingsError
 
 _IMAGE_URI = re.compile(
@@ -34,24 +34,28 @@ class ImageRef:
             raise ValueError(f"not an ECR image URI: {uri!r}")
         return cls(uri=uri, account=match["account"], region=match["region"], repository=match["repo"])
 
+    def arn(self, arns: Arns) -> str:
+        """The ARN of the ECR repository that holds the image."""
+        return arns.ecr_repository(self.account, self.region, self.repository)
+
 
 @dataclass(frozen=True)
 class ContainerImages:
-    """The images the pipeline runs."""
+    """AWS's images the pipeline runs; ``inference`` only with ``servingImage: prebuilt`` (else the stack builds
+    the endpoint's image from ``inference/Dockerfile``)."""
 
     tuning: ImageRef
     training: ImageRef
-    inference: ImageRef
+    inference: ImageRef | None
     debugger_rules: ImageRef
 
     def all(self) -> tuple[ImageRef, ...]:
-        return (self.tuning, self.training, self.inference, self.debugger_rules)
+        return tuple(i for i in (self.tuning, self.training, self.inference, self.debugger_rules) if i is not None)
 
 
 def _retrieve(setting_key: str, **kwargs: str) -> ImageRef:
     """``image_uris.retrieve(**kwargs)``; a setting it rejects fails the synth naming ``setting_key``."""
-    logging.getLogger("sagemaker.config").setLevel(logging.WARNING)  # it logs at INFO that no SDK config exists
-    from sagemaker import image_uris
+    from sagemaker.core import image_uris
 
     try:
         return ImageRef.parse(image_uris.retrieve(**kwargs))
@@ -60,27 +64,33 @@ def _retrieve(setting_key: str, **kwargs: str) -> ImageRef:
 
 
 def resolve_images(settings: Settings) -> ContainerImages:
-    """The PyTorch training images (per instance type), the CPU inference image and Debugger's rule image."""
+    """The PyTorch training images (per instance type), the prebuilt CPU inference image when asked for, and
+    Debugger's rule image."""
 
-    def pytorch(scope: str, version_key: str, version: str, instance_type: str) -> ImageRef:
+    def pytorch(scope: str, version_key: str, version: str, py_version: str, instance_type: str) -> ImageRef:
         return _retrieve(
             version_key,
             framework="pytorch",
             region=settings.region,
             version=version,
-            py_version=settings.py_version,
+            py_version=py_version,
             instance_type=instance_type,
             image_scope=scope,
         )
 
-    return ContainerImages(
-        tuning=pytorch("training", "frameworkVersion", settings.framework_version, settings.tuning_instance_type),
-        training=pytorch("training", "frameworkVersion", settings.framework_version, settings.training_instance_type),
-        inference=pytorch(
+    training_version, py = settings.framework_version, settings.py_version
+    inference = None
+    if settings.serving_image == "prebuilt":
+        inference = pytorch(
             "inference",
             "inferenceFrameworkVersion",
             settings.inference_framework_version,
+            settings.inference_py_version,
             settings.endpoint_instance_type,
-        ),
+        )
+    return ContainerImages(
+        tuning=pytorch("training", "frameworkVersion", training_version, py, settings.tuning_instance_type),
+        training=pytorch("training", "frameworkVersion", training_version, py, settings.training_instance_type),
+        inference=inference,
         debugger_rules=_retrieve("region", framework="debugger", region=settings.region),
     )

@@ -21,6 +21,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import MISSING, dataclass, field, fields
 from typing import Any
 
+from bincount import versions
 from bincount.tuning import DEFAULT_RANGES
 
 DEFAULT_REGION = "us-east-1"
@@ -171,6 +172,17 @@ def _log_retention(raw: Any) -> int:
     return value
 
 
+def _one_of(choices: tuple[str, ...]) -> Callable[[Any], str]:
+    def parse(raw: Any) -> str:
+        value = _text(raw)
+        if value not in choices:
+            raise ValueError(f"expected one of {', '.join(choices)}")
+        return value
+
+    return parse
+
+
+SERVING_IMAGES: tuple[str, ...] = ("project", "prebuilt")
 _INSTANCE = _matching(_INSTANCE_TYPE, "a SageMaker instance type such as ml.m5.xlarge")
 
 
@@ -227,18 +239,39 @@ class Settings:
     )
     framework_version: str = setting(
         "frameworkVersion",
-        "2.1",
-        _matching(_VERSION, "a version such as 2.1"),
-        "PyTorch version of the training container (2.1 is the newest with smdebug's zero-code Debugger hooks).",
+        versions.TRAINING_FRAMEWORK,
+        _matching(_VERSION, "a version such as 2.10"),
+        f"PyTorch version of AWS's training container (tuning, feature extraction, training); "
+        f"{versions.TRAINING_FRAMEWORK} is the one in AWS's patch support (to {versions.TRAINING_END_OF_PATCH}) and "
+        f"the torch the tests run.",
+    )
+    py_version: str = setting(
+        "pyVersion",
+        versions.TRAINING_PY,
+        _matching(_PY_VERSION, "a Python tag such as py313"),
+        "Python of the training container.",
+    )
+    serving_image: str = setting(
+        "servingImage",
+        "project",
+        _one_of(SERVING_IMAGES),
+        "The endpoint's image: 'project' builds inference/Dockerfile at deploy (needs Docker or Finch; "
+        f"torch {versions.TORCH}, the tests' versions); 'prebuilt' uses AWS's PyTorch inference container "
+        f"(inferenceFrameworkVersion), for users without Docker.",
     )
     inference_framework_version: str = setting(
         "inferenceFrameworkVersion",
-        "2.1",
-        _matching(_VERSION, "a version such as 2.1"),
-        "PyTorch version of the CPU inference container.",
+        versions.PREBUILT_INFERENCE_FRAMEWORK,
+        _matching(_VERSION, "a version such as 2.6"),
+        f"With servingImage 'prebuilt': PyTorch version of AWS's CPU inference container ("
+        f"{versions.PREBUILT_INFERENCE_FRAMEWORK} is the last one; out of patch since "
+        f"{versions.PREBUILT_INFERENCE_END_OF_PATCH}).",
     )
-    py_version: str = setting(
-        "pyVersion", "py310", _matching(_PY_VERSION, "a Python tag such as py310"), "Python of both containers."
+    inference_py_version: str = setting(
+        "inferencePyVersion",
+        versions.PREBUILT_INFERENCE_PY,
+        _matching(_PY_VERSION, "a Python tag such as py312"),
+        "With servingImage 'prebuilt': Python of AWS's inference container.",
     )
 
     # --- tuning and training ------------------------------------------------------------------------------------

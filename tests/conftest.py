@@ -10,7 +10,7 @@ import pytest
 
 from bincount.dataset import sample_dataset
 from bincount.jobs import JobResult, run_job
-from bincount.local_endpoint import ContainerModel, Endpoint, LocalSageMaker
+from bincount.local_endpoint import Endpoint, LocalSageMaker, ServedModel
 from tests.serving_helpers import ENDPOINT
 
 FAST_HYPERPARAMETERS = {"epochs": 1, "batch-size": 8, "pretrained": "false", "workers": 0, "seed": 7}
@@ -36,9 +36,17 @@ def model_dir(trained_job: JobResult) -> Path:
     return trained_job.model_dir
 
 
+@pytest.fixture(scope="session")
+def served_model(model_dir: Path) -> Iterator[ServedModel]:
+    """``bincount serve`` (the endpoint image's server) serving the trained artifact in its own process."""
+    model = ServedModel(model_dir, name=ENDPOINT)
+    yield model
+    model.close()
+
+
 @pytest.fixture(scope="module")
-def sagemaker(model_dir: Path) -> Iterator[LocalSageMaker]:
-    """A local SageMaker runtime (loopback HTTP) serving the trained artifact as the endpoint ``ENDPOINT``, through
-    AWS's serving toolkit; test modules that need other endpoints beside it define their own."""
-    with LocalSageMaker([Endpoint(ENDPOINT, ContainerModel(model_dir, name=ENDPOINT))]) as server:
+def sagemaker(served_model: ServedModel) -> Iterator[LocalSageMaker]:
+    """A local SageMaker runtime (loopback HTTP) serving the trained artifact as the endpoint ``ENDPOINT`` through
+    ``bincount serve``; test modules that need other endpoints beside it define their own."""
+    with LocalSageMaker([Endpoint(ENDPOINT, served_model)]) as server:
         yield server

@@ -22,11 +22,18 @@ def test_notification_email_is_subscribed() -> None:
 def test_images_follow_the_region_and_the_instance_family() -> None:
     settings = load_settings({"trainingInstanceType": "ml.g4dn.xlarge"}.get, {"CDK_DEFAULT_REGION": "eu-west-1"})
     images = resolve_images(settings)
-    assert images.training.uri == "763104351884.dkr.ecr.eu-west-1.amazonaws.com/pytorch-training:2.1-gpu-py310"
-    assert images.tuning.uri == "763104351884.dkr.ecr.eu-west-1.amazonaws.com/pytorch-training:2.1-cpu-py310"
-    assert images.inference.uri == "763104351884.dkr.ecr.eu-west-1.amazonaws.com/pytorch-inference:2.1-cpu-py310"
+    assert images.training.uri == "763104351884.dkr.ecr.eu-west-1.amazonaws.com/pytorch-training:2.10-gpu-py313"
+    assert images.tuning.uri == "763104351884.dkr.ecr.eu-west-1.amazonaws.com/pytorch-training:2.10-cpu-py313"
+    assert images.inference is None  # the project builds the endpoint's image (servingImage: project)
     assert images.debugger_rules.region == "eu-west-1"
     assert images.training.repository == "pytorch-training" and images.training.account == "763104351884"
+
+
+def test_the_prebuilt_serving_image_is_the_last_pytorch_inference_container() -> None:
+    settings = load_settings({"servingImage": "prebuilt"}.get, {"CDK_DEFAULT_REGION": "eu-west-1"})
+    images = resolve_images(settings)
+    assert images.inference is not None
+    assert images.inference.uri == "763104351884.dkr.ecr.eu-west-1.amazonaws.com/pytorch-inference:2.6-cpu-py312"
 
 
 def test_an_unknown_framework_version_fails_naming_the_setting() -> None:

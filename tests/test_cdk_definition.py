@@ -151,9 +151,9 @@ def test_defaults_are_the_runtime_settings_and_images(asl: dict[str, Any], synth
     defaults = asl["States"][d.APPLY_DEFAULTS]["Parameters"]["defaults"]
     assert defaults == {
         **synth.stack.settings.runtime_values(),
-        "tuningImage": "763104351884.dkr.ecr.us-east-1.amazonaws.com/pytorch-training:2.1-cpu-py310",
-        "trainingImage": "763104351884.dkr.ecr.us-east-1.amazonaws.com/pytorch-training:2.1-cpu-py310",
-        "inferenceImage": "763104351884.dkr.ecr.us-east-1.amazonaws.com/pytorch-inference:2.1-cpu-py310",
+        "tuningImage": "763104351884.dkr.ecr.us-east-1.amazonaws.com/pytorch-training:2.10-cpu-py313",
+        "trainingImage": "763104351884.dkr.ecr.us-east-1.amazonaws.com/pytorch-training:2.10-cpu-py313",
+        "inferenceImage": "${InferenceImage}",  # the endpoint image asset, substituted at deploy
     }
     assert asl["States"][d.APPLY_DEFAULTS]["Parameters"]["overrides.$"] == "$"
 

@@ -39,7 +39,8 @@ def test_defaults() -> None:
     assert settings.endpoint_instance_type == "ml.t2.medium"
     # Trials train only the head on cached features: a small CPU instance is enough.
     assert (settings.feature_cache, settings.tuning_instance_type) == (True, "ml.m5.large")
-    assert (settings.framework_version, settings.py_version) == ("2.1", "py310")
+    assert (settings.framework_version, settings.py_version) == ("2.10", "py313")
+    assert (settings.serving_image, settings.inference_framework_version) == ("project", "2.6")
     assert (settings.lr_min, settings.lr_max, settings.eps_min, settings.eps_max) == (1e-5, 1e-1, 1e-9, 1e-8)
     assert (settings.weight_decay_min, settings.weight_decay_max) == (1e-3, 1e-1)
     assert settings.max_images_per_count is None

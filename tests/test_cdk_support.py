@@ -1,6 +1,6 @@
 """Shared by the CDK tests (no tests here): the app synthesized once per session, the way `npx cdk synth` builds it.
 
-Synthesis takes several seconds (jsii, cdk-nag, the SageMaker SDK's image table), so every CDK test module asks
+Synthesis takes several seconds (jsii, cdk-nag, sagemaker-core's image table), so every CDK test module asks
 :func:`synthesized` for the same cached result instead of building its own app.
 """
 

@@ -85,8 +85,9 @@ SAGEMAKER_ROLE_STATEMENTS = {
         ["ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"],
         [
             f"arn:{PARTITION}:ecr:us-east-1:503895931360:repository/sagemaker-debugger-rules",
-            f"arn:{PARTITION}:ecr:us-east-1:763104351884:repository/pytorch-inference",
             f"arn:{PARTITION}:ecr:us-east-1:763104351884:repository/pytorch-training",
+            # The endpoint's image, built from inference/Dockerfile into the bootstrap's asset repository.
+            f"arn:{PARTITION}:ecr:us-east-1:{ACCOUNT}:repository/cdk-hnb659fds-container-assets-{ACCOUNT}-us-east-1",
         ],
         {},
     ),
@@ -375,6 +376,11 @@ def test_state_machine_is_standard_logged_traced_and_named(synth: Synthesized) -
     substitutions = render(properties["DefinitionSubstitutions"])
     assert re.fullmatch(
         r"s3://cdk-[a-z0-9]+-assets-<AWS::AccountId>-us-east-1/[0-9a-f]{64}\.gz", substitutions.pop("TrainingSourceUrl")
+    )
+    assert re.fullmatch(
+        r"<AWS::AccountId>\.dkr\.ecr\.us-east-1\.<AWS::URLSuffix>/cdk-[a-z0-9]+-container-assets-<AWS::AccountId>"
+        r"-us-east-1:[0-9a-f]{64}",
+        substitutions.pop("InferenceImage"),
     )
     assert substitutions == {
         "DataBucket": "<StorageDataBucket>",

@@ -1,4 +1,4 @@
-"""``bincount invoke`` (SageMaker SDK Predictor and plain boto3) and ``bincount count`` (the API) against the local
+"""``bincount invoke`` (the SageMaker Python SDK and plain boto3) and ``bincount count`` (the API) against the local
 servers over loopback HTTP, and the API settings read from the stack's outputs."""
 
 from __future__ import annotations

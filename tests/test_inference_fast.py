@@ -68,7 +68,7 @@ def test_the_artifact_holds_an_int8_backbone_calibrated_on_training_photos(model
 def test_fast_path_agrees_with_the_exact_fp32_path(fast, reference, monkeypatch) -> None:
     """Every vendored photo through the real fast path, against the exact fp32 answer for it (one fp32 pass per
     photo: the reference probabilities come from its features; the next test pins them to the reference path)."""
-    assert fast.serving_path == "fast int8" and reference.serving_path == "reference fp32"
+    assert fast.serving_path == "int8" and reference.serving_path == "fp32 (reference mode: BINCOUNT_REFERENCE=1)"
     same, cosines, diffs = 0, [], []
     for path in PHOTOS:
         p_fast = _predict(path.read_bytes(), fast, reference=False, mp=monkeypatch)

@@ -18,7 +18,15 @@ DATA_BUCKET = "${DataBucket}"
 SAGEMAKER_ROLE_ARN = "${SageMakerRoleArn}"
 TOPIC_ARN = "${NotificationTopicArn}"
 TRAINING_SOURCE_URL = "${TrainingSourceUrl}"
-PLACEHOLDERS: tuple[str, ...] = ("DataBucket", "SageMakerRoleArn", "NotificationTopicArn", "TrainingSourceUrl")
+INFERENCE_IMAGE = "${InferenceImage}"
+"""The endpoint's image: the project's image asset (built at deploy) or the prebuilt one."""
+PLACEHOLDERS: tuple[str, ...] = (
+    "DataBucket",
+    "SageMakerRoleArn",
+    "NotificationTopicArn",
+    "TrainingSourceUrl",
+    "InferenceImage",
+)
 
 # Where states keep their results in the execution's JSON.
 ERROR_PATH = "$.error"

@@ -10,23 +10,24 @@ from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
 from bincount.manifest import SOURCE_BUCKET
+from stacks.endpoint_image import ServingImage
 from stacks.images import ContainerImages
 from stacks.log_groups import log_group
 from stacks.nag import NagWildcard, suppress_wildcards
 from stacks.permissions import Arns, attach
-from stacks.pipeline.asl import to_json
+from stacks.pipeline.asl import INFERENCE_IMAGE, to_json
 from stacks.pipeline.definition import PipelineSpec, pipeline_definition
 from stacks.pipeline.iam import sagemaker_execution_permissions, state_machine_permissions
 from stacks.settings import Settings
 
-
 def pipeline_defaults(settings: Settings, images: ContainerImages) -> dict[str, object]:
-    """ApplyDefaults' defaults: every runtime setting, plus the container images resolved for this region."""
+    """ApplyDefaults' defaults: every runtime setting, plus the container images resolved for this region (the
+    endpoint's image is substituted at deploy: the project's image asset or the prebuilt one)."""
     return {
         **settings.runtime_values(),
         "tuningImage": images.tuning.uri,
         "trainingImage": images.training.uri,
-        "inferenceImage": images.inference.uri,
+        "inferenceImage": INFERENCE_IMAGE,
     }
 
 
@@ -40,6 +41,7 @@ class TrainingPipeline(Construct):
         *,
         settings: Settings,
         images: ContainerImages,
+        serving: ServingImage,
         bucket: s3.IBucket,
         source: s3_assets.Asset,
         topic: sns.ITopic,
@@ -59,7 +61,7 @@ class TrainingPipeline(Construct):
             sagemaker_execution_permissions(
                 arns,
                 bucket_arn=bucket.bucket_arn,
-                images=images,
+                repositories=[*(i.arn(arns) for i in images.all()), serving.repository_arn],
                 source_object_arn=bucket.stack.format_arn(
                     service="s3",
                     region="",
@@ -114,6 +116,7 @@ class TrainingPipeline(Construct):
                 "SageMakerRoleArn": self.sagemaker_role.role_arn,
                 "NotificationTopicArn": topic.topic_arn,
                 "TrainingSourceUrl": source.s3_object_url,
+                "InferenceImage": serving.uri,
             },
             role=self.role,
             logs=sfn.LogOptions(destination=self.log_group, level=sfn.LogLevel.ALL, include_execution_data=True),

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from stacks.images import ContainerImages
+from collections.abc import Sequence
+
 from stacks.permissions import Arns, Permission
 from stacks.storage import CHANNEL_PREFIXES, CHECKPOINTS_PREFIX, JOBS_PREFIX, MANIFEST_KEY, MAP_RUNS_PREFIX
 
@@ -15,10 +16,10 @@ SYNC_RULES: tuple[str, ...] = (
 
 
 def sagemaker_execution_permissions(
-    arns: Arns, *, bucket_arn: str, images: ContainerImages, source_object_arn: str
+    arns: Arns, *, bucket_arn: str, repositories: Sequence[str], source_object_arn: str
 ) -> list[Permission]:
-    """What tuning trials, the training job, its Debugger rules and the model's container do."""
-    repositories = sorted({arns.ecr_repository(i.account, i.region, i.repository) for i in images.all()})
+    """What tuning trials, the training job, its Debugger rules and the model's container do; ``repositories`` are
+    the ECR repositories of their images."""
     return [
         Permission("ListDataBucket", ["s3:ListBucket"], [bucket_arn]),
         Permission(
@@ -37,7 +38,7 @@ def sagemaker_execution_permissions(
         Permission(
             "PullContainerImages",
             ["ecr:BatchCheckLayerAvailability", "ecr:GetDownloadUrlForLayer", "ecr:BatchGetImage"],
-            repositories,
+            sorted(set(repositories)),
         ),
         Permission("AuthenticateToEcr", ["ecr:GetAuthorizationToken"], ["*"], wildcard="NoResourceLevelPermissions"),
         Permission(
