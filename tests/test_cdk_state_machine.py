@@ -44,8 +44,10 @@ SUBSTITUTIONS = {
     "SageMakerRoleArn": SAGEMAKER_ROLE,
     "NotificationTopicArn": TOPIC_ARN,
     "TrainingSourceUrl": SOURCE_URL,
-    "InferenceImage": "123456789012.dkr.ecr.us-east-1.amazonaws.com/cdk-hnb659fds-container-assets-123456789012-us-east-1:"
-    + "ab" * 32,
+    "InferenceImage": (
+        "123456789012.dkr.ecr.us-east-1.amazonaws.com/cdk-hnb659fds-container-assets-123456789012-us-east-1:"
+        + "ab" * 32
+    ),
 }
 ENDPOINT = "bincount-endpoint"
 MODEL_DATA = f"s3://{BUCKET}/jobs/training/bincount-train-recorded/output/model.tar.gz"

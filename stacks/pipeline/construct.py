@@ -20,6 +20,7 @@ from stacks.pipeline.definition import PipelineSpec, pipeline_definition
 from stacks.pipeline.iam import sagemaker_execution_permissions, state_machine_permissions
 from stacks.settings import Settings
 
+
 def pipeline_defaults(settings: Settings, images: ContainerImages) -> dict[str, object]:
     """ApplyDefaults' defaults: every runtime setting, plus the container images resolved for this region (the
     endpoint's image is substituted at deploy: the project's image asset or the prebuilt one)."""
