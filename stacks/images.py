@@ -37,15 +37,16 @@ class ImageRef:
 
 @dataclass(frozen=True)
 class ContainerImages:
-    """The images the pipeline runs."""
+    """The images the pipeline runs (Debugger's rule image only with the setting ``sagemakerDebugger``)."""
 
     tuning: ImageRef
     training: ImageRef
     inference: ImageRef
-    debugger_rules: ImageRef
+    debugger_rules: ImageRef | None = None
 
     def all(self) -> tuple[ImageRef, ...]:
-        return (self.tuning, self.training, self.inference, self.debugger_rules)
+        images = (self.tuning, self.training, self.inference, self.debugger_rules)
+        return tuple(image for image in images if image is not None)
 
 
 def _retrieve(setting_key: str, **kwargs: str) -> ImageRef:
@@ -60,7 +61,8 @@ def _retrieve(setting_key: str, **kwargs: str) -> ImageRef:
 
 
 def resolve_images(settings: Settings) -> ContainerImages:
-    """The PyTorch training images (per instance type), the CPU inference image and Debugger's rule image."""
+    """The PyTorch training images (per instance type), the CPU inference image, and Debugger's rule image when the
+    final job runs SageMaker Debugger."""
 
     def pytorch(scope: str, version_key: str, version: str, instance_type: str) -> ImageRef:
         return _retrieve(
@@ -82,5 +84,7 @@ def resolve_images(settings: Settings) -> ContainerImages:
             settings.inference_framework_version,
             settings.endpoint_instance_type,
         ),
-        debugger_rules=_retrieve("region", framework="debugger", region=settings.region),
+        debugger_rules=(
+            _retrieve("region", framework="debugger", region=settings.region) if settings.sagemaker_debugger else None
+        ),
     )
