@@ -241,12 +241,12 @@ class StepProfiler:
         prof, self._profile = self._profile, None
         if prof is None:
             return
-        prof.__exit__(None, None, None)
         assert self.output_dir is not None
         folder = self.output_dir / PROFILE_DIR
         folder.mkdir(parents=True, exist_ok=True)
         with warnings.catch_warnings():  # "clears events at the end of each cycle": one cycle is all we record
             warnings.simplefilter("ignore", UserWarning)
+            prof.__exit__(None, None, None)
             prof.export_chrome_trace(str(folder / TRACE_FILE))
             averages = prof.key_averages()
         sort_key = "self_cuda_time_total" if len(self.activities) > 1 else "self_cpu_time_total"
