@@ -79,7 +79,13 @@ def run_up(args: argparse.Namespace) -> int:
     print_summary(result, time.perf_counter() - start)
     if args.no_serve:
         return 0
-    return serve(result.model_dir, port=args.port, endpoint_port=args.endpoint_port, api_key=args.api_key)
+    return serve(
+        result.model_dir,
+        port=args.port,
+        endpoint_port=args.endpoint_port,
+        api_key=args.api_key,
+        report=result.output_dir / "report.html",
+    )
 
 
 def resolve_pretrained(choice: str) -> bool:
@@ -121,9 +127,10 @@ def print_summary(result, seconds: float) -> None:  # result: bincount.twin.Twin
     print(f"\n  run folder:     {result.run_dir}")
     print(f"  model artifact: {result.model_dir}")
     print(f"  evaluation:     {result.output_dir / 'evaluation.json'} (+ loss_curves.png, confusion_matrix.png)")
+    print(f"  report:         {result.output_dir / 'report.html'} (rules, profile: diagnostics.json)")
 
 
-def serve(model_dir: Path, *, port: int, endpoint_port: int, api_key: str | None) -> int:
+def serve(model_dir: Path, *, port: int, endpoint_port: int, api_key: str | None, report: Path | None = None) -> int:
     """Serve until Ctrl-C: local SageMaker runtime + local API Gateway with the Lambda handler and the page."""
     from bincount.local_api import MAX_CONCURRENCY, LocalApi, load_handler
     from bincount.local_endpoint import Endpoint, LocalSageMaker, ServedModel
@@ -154,7 +161,7 @@ def serve(model_dir: Path, *, port: int, endpoint_port: int, api_key: str | None
     os.environ.pop("AWS_SESSION_TOKEN", None)
     try:
         api = LocalApi(
-            load_handler(), api_key=api_key, port=port, pages=web_pages(), max_concurrency=MAX_CONCURRENCY
+            load_handler(), api_key=api_key, port=port, pages=web_pages(report), max_concurrency=MAX_CONCURRENCY
         ).start()
     except OSError as e:
         endpoint.stop()
@@ -163,11 +170,15 @@ def serve(model_dir: Path, *, port: int, endpoint_port: int, api_key: str | None
         return 2
     key_header = f' -H "x-api-key: {api_key}"' if api_key else ""
     sample = next((Path(__file__).resolve().parent.parent / "data" / "sample" / "images").glob("*.jpg"))
+    report_line = (
+        f"  report:    {api.url}/report.html (training rules and profile)\n" if report and report.is_file() else ""
+    )
     print(
         f"\nbincount is up:\n"
         f"  web page:  {api.url}/\n"
         f"  API:       POST {api.url}/count   GET {api.url}/health\n"
         f"  endpoint:  {endpoint.url}/endpoints/{ENDPOINT_NAME}/invocations (sagemaker-runtime wire API)\n"
+        f"{report_line}"
         f"\ntry:\n  curl -s -X POST{key_header} -H 'Content-Type: image/jpeg' --data-binary @{sample} {api.url}/count\n"
         f"\nCtrl-C stops everything.",
         flush=True,
@@ -186,7 +197,10 @@ def serve(model_dir: Path, *, port: int, endpoint_port: int, api_key: str | None
     return 0
 
 
-def web_pages() -> dict[str, tuple[bytes, str]]:
-    """The web page, served by the local API at ``/``."""
+def web_pages(report: Path | None = None) -> dict[str, tuple[bytes, str]]:
+    """The web page, served by the local API at ``/``, and the training run's report.html at ``/report.html``."""
     page = Path(__file__).resolve().parent / "web" / "index.html"
-    return {"/": (page.read_bytes(), "text/html; charset=utf-8")}
+    pages = {"/": (page.read_bytes(), "text/html; charset=utf-8")}
+    if report is not None and report.is_file():
+        pages["/report.html"] = (report.read_bytes(), "text/html; charset=utf-8")
+    return pages

@@ -25,13 +25,14 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
-from bincount import debugger, distributed
+from bincount import debugger, diagnostics, distributed
 from bincount.artifact import package_code
 from bincount.checkpoint import Checkpointer, History
 from bincount.data import ChannelDataset, DataError, collate_skipping_bad, load_rgb, scan_channel
+from bincount.diagnostics import TrainingDiverged, TrainingMonitor
 from bincount.evaluation import evaluate_counts, write_evaluation
 from bincount.features import CachedViews, load_cache
-from bincount.labels import index_to_count
+from bincount.labels import NUM_CLASSES, index_to_count
 from bincount.metrics import TEST_ACCURACY, TEST_RMSE, TRAIN_LOSS, VALID_ACCURACY, VALID_LOSS, format_metric
 from bincount.model import HEADS, BinCountNet, ModelConfig, PretrainedWeightsUnavailable, build_model, save_model
 from bincount.quantize import CALIBRATION_IMAGES, save_int8_backbone
@@ -40,6 +41,7 @@ from bincount.transforms import eval_transform, train_transform
 log = logging.getLogger("bincount.train")
 
 EXIT_BAD_INPUT = 2
+EXIT_DIVERGED = 2  # a non-finite loss or gradient (DESIGN.md §9)
 
 
 @dataclass
@@ -59,8 +61,8 @@ class _Tally:
     n: int = 0
     skipped: int = 0
 
-    def add(self, loss: torch.Tensor, predicted: torch.Tensor, targets: torch.Tensor) -> None:
-        self.loss_sum += loss.item() * len(targets)
+    def add(self, loss: float, predicted: torch.Tensor, targets: torch.Tensor) -> None:
+        self.loss_sum += loss * len(targets)
         self.correct += (predicted == targets).sum().item()
         self.n += len(targets)
 
@@ -80,18 +82,34 @@ def train_one_epoch(
     optimizer: torch.optim.Optimizer,
     device: torch.device,
     hook: object | None = None,
+    monitor: TrainingMonitor | None = None,
 ) -> EpochStats:
-    """One pass over the training channel; returns the mean loss (over all processes)."""
+    """One pass over the training channel; returns the mean loss (over all processes).
+
+    With a ``monitor``, the rules check every step before the optimizer applies it (a non-finite loss raises
+    :class:`TrainingDiverged`), and the pass is timed and profiled.
+    """
     model.train()
     debugger.set_mode(hook, "train")
     tally = _Tally()
-    for images, targets in _batches(loader, device, tally):
+    batches = _batches(loader, device, tally)
+    trained = [(name, p) for name, p in model.named_parameters() if p.requires_grad] if monitor else []
+    for step, (images, targets) in enumerate(monitor.timed(batches) if monitor else batches):
+        if monitor is not None:
+            monitor.before_step(model)
         logits = model(images)
         loss = criterion(logits, targets)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        value = loss.item()
+        if monitor is not None:
+            monitor.after_backward(step, value, targets, trained)
         optimizer.step()
-        tally.add(loss, logits.argmax(1), targets)
+        tally.add(value, logits.argmax(1), targets)
+        if monitor is not None:
+            monitor.after_step(len(targets))
+    if monitor is not None:
+        monitor.end_train_pass()
     return _reduce(tally, device)
 
 
@@ -116,7 +134,7 @@ def evaluate(
     for images, targets in _batches(loader, device, tally):
         logits = model(images)
         predicted = logits.argmax(1)
-        tally.add(criterion(logits, targets), predicted, targets)
+        tally.add(criterion(logits, targets).item(), predicted, targets)
         if predictions is not None:
             predictions.extend(zip(targets.tolist(), predicted.tolist(), strict=True))
     return _reduce(tally, device, reduce=reduce)
@@ -217,6 +235,9 @@ def main(args: argparse.Namespace, *, final: bool) -> int:
     except (DataError, PretrainedWeightsUnavailable) as e:
         log.error("%s", e)
         return EXIT_BAD_INPUT
+    except TrainingDiverged as e:
+        log.error("%s", e)
+        return EXIT_DIVERGED
     finally:
         distributed.cleanup()
 
@@ -261,47 +282,56 @@ def _run(args: argparse.Namespace, device: torch.device, *, final: bool) -> int:
     state = checkpointer.restore(learned, optimizer)
     history: History = state.history
 
-    loop_start = time.perf_counter()
-    for epoch in range(state.next_epoch, args.epochs):
-        # Each epoch's shuffling and flips depend on (seed, epoch) alone, so a resumed run repeats them exactly.
-        torch.manual_seed(args.seed + epoch)
-        train_loader.generator.manual_seed(args.seed + epoch)
-        if isinstance(train_loader.sampler, DistributedSampler):
-            train_loader.sampler.set_epoch(epoch)
-        start = time.perf_counter()
-        train_stats = train_one_epoch(model, train_loader, criterion, optimizer, device, hook)
-        valid_stats = evaluate(model, valid_loader, criterion, device, hook)
-        history.train_loss.append(train_stats.loss)
-        history.valid_loss.append(valid_stats.loss)
-        history.valid_accuracy.append(valid_stats.accuracy)
-        if valid_stats.loss < state.best_valid_loss:
-            state.remember_best(learned, epoch, valid_stats.loss)
-        if distributed.is_main_process():
-            _log_epoch(epoch, args.epochs, train_stats, valid_stats, time.perf_counter() - start)
-            checkpointer.save(learned, optimizer, epoch, state)
-
-    if state.best_state is None:
-        raise DataError(f"no epoch was trained (--epochs {args.epochs}); nothing to select or save")
-    learned.load_state_dict(state.best_state)
-    best = state.best_epoch
-    log.info("selected epoch %d (lowest valid loss %.4f)", best + 1, state.best_valid_loss)
-    log.info(
-        "training loop: %d epochs in %.2fs; backbone forward passes while training: %d images",
-        args.epochs - state.next_epoch,
-        time.perf_counter() - loop_start,
-        backbone_passes[0],
+    monitor = TrainingMonitor(
+        args, device, num_classes=NUM_CLASSES, output_dir=args.output_data_dir, fresh=state.next_epoch == 0
     )
-    if not distributed.is_main_process():
+    try:
+        loop_start = time.perf_counter()
+        for epoch in range(state.next_epoch, args.epochs):
+            # Each epoch's shuffling and flips depend on (seed, epoch) alone, so a resumed run repeats them exactly.
+            torch.manual_seed(args.seed + epoch)
+            train_loader.generator.manual_seed(args.seed + epoch)
+            if isinstance(train_loader.sampler, DistributedSampler):
+                train_loader.sampler.set_epoch(epoch)
+            start = time.perf_counter()
+            monitor.start_epoch(epoch)
+            train_stats = train_one_epoch(model, train_loader, criterion, optimizer, device, hook, monitor)
+            valid_stats = evaluate(model, valid_loader, criterion, device, hook)
+            history.train_loss.append(train_stats.loss)
+            history.valid_loss.append(valid_stats.loss)
+            history.valid_accuracy.append(valid_stats.accuracy)
+            if valid_stats.loss < state.best_valid_loss:
+                state.remember_best(learned, epoch, valid_stats.loss)
+            if distributed.is_main_process():
+                _log_epoch(epoch, args.epochs, train_stats, valid_stats, time.perf_counter() - start)
+            monitor.end_epoch(history.train_loss, history.valid_loss, images=train_stats.n)
+            if distributed.is_main_process():
+                checkpointer.save(learned, optimizer, epoch, state)
+
+        if state.best_state is None:
+            raise DataError(f"no epoch was trained (--epochs {args.epochs}); nothing to select or save")
+        learned.load_state_dict(state.best_state)
+        best = state.best_epoch
+        log.info("selected epoch %d (lowest valid loss %.4f)", best + 1, state.best_valid_loss)
+        log.info(
+            "training loop: %d epochs in %.2fs; backbone forward passes while training: %d images",
+            args.epochs - state.next_epoch,
+            time.perf_counter() - loop_start,
+            backbone_passes[0],
+        )
+        if not distributed.is_main_process():
+            debugger.close(hook)
+            return 0
+        # The tuning objective is the last valid:loss a job prints: make it the selected epoch's.
+        log.info(format_metric(VALID_LOSS, history.valid_loss[best]))
+        log.info(format_metric(VALID_ACCURACY, history.valid_accuracy[best]))
+        if final:
+            assert test_loader is not None
+            _finish(net, config, test_loader, criterion, device, history, args, hook, monitor)
         debugger.close(hook)
         return 0
-    # The tuning objective is the last valid:loss a job prints: make it the selected epoch's.
-    log.info(format_metric(VALID_LOSS, history.valid_loss[best]))
-    log.info(format_metric(VALID_ACCURACY, history.valid_accuracy[best]))
-    if final:
-        assert test_loader is not None
-        _finish(net, config, test_loader, criterion, device, history, args, hook)
-    debugger.close(hook)
-    return 0
+    finally:
+        monitor.write()  # diagnostics.json, also when training stopped early
 
 
 def _finish(
@@ -313,9 +343,11 @@ def _finish(
     history: History,
     args: argparse.Namespace,
     hook: object | None,
+    monitor: TrainingMonitor,
 ) -> None:
-    """Test once, then write evaluation.json, the plots and the model artifact."""
+    """Test once, then write evaluation.json, the plots, report.html and the model artifact."""
     from bincount import plots  # matplotlib only where plots are drawn
+    from bincount import report as report_page
 
     pairs: list[tuple[int, int]] = []
     test_stats = evaluate(net, test_loader, criterion, device, hook, predictions=pairs, reduce=False)
@@ -325,8 +357,12 @@ def _finish(
     log.info(format_metric(TEST_RMSE, float(report["rmse"])))
     output_dir = Path(args.output_data_dir)
     write_evaluation(report, output_dir)
-    plots.plot_losses(history.train_loss, history.valid_loss, output_dir)
-    plots.plot_confusion(report["confusion_matrix"], output_dir)
+    drawn = {
+        "loss": plots.plot_losses(history.train_loss, history.valid_loss, output_dir),
+        "confusion": plots.plot_confusion(report["confusion_matrix"], output_dir),
+    }
+    page = report_page.write_report(output_dir, report, monitor.to_json(), drawn)
+    log.info("training report: %s", page)
     save_model(net.cpu(), config, args.model_dir)
     _save_int8(net, args)
     package_code(args.model_dir)
@@ -419,6 +455,7 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
         help="train only the head (default: true); false fine-tunes the whole network",
     )
     hp.add_argument("--seed", type=int, default=42, help="random seed (default: 42)")
+    diagnostics.add_arguments(p)
     run = p.add_argument_group("run")
     run.add_argument(
         "--workers", type=int, default=min(4, os.cpu_count() or 1), help="data loader processes (default: min(4, CPUs))"
@@ -461,4 +498,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
             get_args_parser().error(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
     if args.weight_decay < 0:
         get_args_parser().error(f"--weight-decay must be >= 0, got {args.weight_decay}")
+    problem = diagnostics.check_arguments(args)
+    if problem:
+        get_args_parser().error(problem)
     return args

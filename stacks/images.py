@@ -41,16 +41,17 @@ class ImageRef:
 
 @dataclass(frozen=True)
 class ContainerImages:
-    """AWS's images the pipeline runs; ``inference`` only with ``servingImage: prebuilt`` (else the stack builds
-    the endpoint's image from ``inference/Dockerfile``)."""
+    """AWS's images the pipeline runs: ``inference`` only with ``servingImage: prebuilt`` (else the stack builds
+    the endpoint's image from ``inference/Dockerfile``), Debugger's rule image only with ``sagemakerDebugger``."""
 
     tuning: ImageRef
     training: ImageRef
-    inference: ImageRef | None
-    debugger_rules: ImageRef
+    inference: ImageRef | None = None
+    debugger_rules: ImageRef | None = None
 
     def all(self) -> tuple[ImageRef, ...]:
-        return tuple(i for i in (self.tuning, self.training, self.inference, self.debugger_rules) if i is not None)
+        images = (self.tuning, self.training, self.inference, self.debugger_rules)
+        return tuple(image for image in images if image is not None)
 
 
 def _retrieve(setting_key: str, **kwargs: str) -> ImageRef:
@@ -65,7 +66,7 @@ def _retrieve(setting_key: str, **kwargs: str) -> ImageRef:
 
 def resolve_images(settings: Settings) -> ContainerImages:
     """The PyTorch training images (per instance type), the prebuilt CPU inference image when asked for, and
-    Debugger's rule image."""
+    Debugger's rule image when the final job runs SageMaker Debugger."""
 
     def pytorch(scope: str, version_key: str, version: str, py_version: str, instance_type: str) -> ImageRef:
         return _retrieve(
@@ -92,5 +93,7 @@ def resolve_images(settings: Settings) -> ContainerImages:
         tuning=pytorch("training", "frameworkVersion", training_version, py, settings.tuning_instance_type),
         training=pytorch("training", "frameworkVersion", training_version, py, settings.training_instance_type),
         inference=inference,
-        debugger_rules=_retrieve("region", framework="debugger", region=settings.region),
+        debugger_rules=(
+            _retrieve("region", framework="debugger", region=settings.region) if settings.sagemaker_debugger else None
+        ),
     )

@@ -41,6 +41,8 @@ _REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d+$")
 _ACCOUNT = re.compile(r"^\d{12}$")
 _VERSION = re.compile(r"^\d+\.\d+(\.\d+)?$")
 _PY_VERSION = re.compile(r"^py3\d+$")
+# Training containers that ship smdebug (SageMaker Debugger's hook): PyTorch 2.0 and 2.1 (py310).
+SMDEBUG_FRAMEWORK_VERSIONS: tuple[str, ...] = ("2.0", "2.1")
 # The retention periods CloudWatch Logs offers, in days.
 LOG_RETENTION_DAYS: tuple[int, ...] = (
     1,
@@ -259,6 +261,14 @@ class Settings:
         f"torch {versions.TORCH}, the tests' versions); 'prebuilt' uses AWS's PyTorch inference container "
         f"(inferenceFrameworkVersion), for users without Docker.",
     )
+    sagemaker_debugger: bool = setting(
+        "sagemakerDebugger",
+        False,
+        _boolean,
+        "Add SageMaker Debugger's hook, rules and Profiler to the final training job (accounts that still have "
+        "Debugger, training containers with smdebug: frameworkVersion 2.0 or 2.1). The training code's own rules "
+        "and profile (diagnostics.json, report.html) run either way.",
+    )
     inference_framework_version: str = setting(
         "inferenceFrameworkVersion",
         versions.PREBUILT_INFERENCE_FRAMEWORK,
@@ -344,6 +354,13 @@ class Settings:
         "0.255).",
         runtime=True,
     )
+    stop_on_training_issues: bool = setting(
+        "stopOnTrainingIssues",
+        False,
+        _boolean,
+        "Make the quality gate refuse a model whose training rules found issues (rule:<Name>=1), naming the rules.",
+        runtime=True,
+    )
     endpoint_poll_seconds: int = setting(
         "endpointPollSeconds",
         60,
@@ -407,6 +424,15 @@ class Settings:
             raise SettingsError(
                 f"setting 'tuningMaxParallelJobs' ({self.tuning_max_parallel_jobs}) must not exceed "
                 f"'tuningMaxJobs' ({self.tuning_max_jobs})"
+            )
+        if (
+            self.sagemaker_debugger
+            and ".".join(self.framework_version.split(".")[:2]) not in SMDEBUG_FRAMEWORK_VERSIONS
+        ):
+            raise SettingsError(
+                f"setting 'sagemakerDebugger' needs a training container with smdebug, but 'frameworkVersion' is "
+                f"{self.framework_version!r}: set frameworkVersion to one of {', '.join(SMDEBUG_FRAMEWORK_VERSIONS)} "
+                "(with pyVersion py310), or sagemakerDebugger to false (the training code's own rules run anyway)"
             )
         if self.max_wait_seconds < self.max_runtime_seconds:
             raise SettingsError(

@@ -25,7 +25,7 @@ def test_images_follow_the_region_and_the_instance_family() -> None:
     assert images.training.uri == "763104351884.dkr.ecr.eu-west-1.amazonaws.com/pytorch-training:2.10-gpu-py313"
     assert images.tuning.uri == "763104351884.dkr.ecr.eu-west-1.amazonaws.com/pytorch-training:2.10-cpu-py313"
     assert images.inference is None  # the project builds the endpoint's image (servingImage: project)
-    assert images.debugger_rules.region == "eu-west-1"
+    assert images.debugger_rules is None, "Debugger's rule image only with sagemakerDebugger"
     assert images.training.repository == "pytorch-training" and images.training.account == "763104351884"
 
 
@@ -34,6 +34,14 @@ def test_the_prebuilt_serving_image_is_the_last_pytorch_inference_container() ->
     images = resolve_images(settings)
     assert images.inference is not None
     assert images.inference.uri == "763104351884.dkr.ecr.eu-west-1.amazonaws.com/pytorch-inference:2.6-cpu-py312"
+
+
+def test_debugger_rule_image_follows_the_region_when_debugger_is_on() -> None:
+    context = {"sagemakerDebugger": True, "frameworkVersion": "2.1", "pyVersion": "py310"}
+    images = resolve_images(load_settings(context.get, {"CDK_DEFAULT_REGION": "eu-west-1"}))
+    assert images.debugger_rules is not None and images.debugger_rules.region == "eu-west-1"
+    assert images.debugger_rules.repository == "sagemaker-debugger-rules"
+    assert images.debugger_rules in images.all()
 
 
 def test_an_unknown_framework_version_fails_naming_the_setting() -> None:

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from bincount.metrics import TUNING_OBJECTIVE, metric_definitions
+from bincount.metrics import RULE_NAMES, TUNING_OBJECTIVE, metric_definitions
 from stacks.pipeline import definition as d
 from stacks.pipeline.asl import PLACEHOLDERS, SAGEMAKER_API_ERRORS, format_string, to_json
 from stacks.settings import MAX_TUNING_JOB_NAME
@@ -103,6 +103,7 @@ def test_every_failure_path_notifies_then_fails(asl: dict[str, Any]) -> None:
             d.NO_BEST,
             d.NO_TEST_ACCURACY,
             d.GATE_REJECTED,
+            d.TRAINING_ISSUES_REJECTED,
             d.ENDPOINT_FAILED,
             d.ENDPOINT_UNAVAILABLE,
             d.ENDPOINT_ROLLED_BACK,
@@ -227,22 +228,46 @@ def test_feature_extraction_request(asl: dict[str, Any]) -> None:
     assert asl["States"][d.EXTRACT_FEATURES]["ResultPath"] == "$.features"
 
 
-def test_training_request_has_debugger_profiler_checkpoints_and_the_merged_hyperparameters(asl: dict[str, Any]) -> None:
+def test_training_request_has_checkpoints_the_merged_hyperparameters_and_no_debugger(asl: dict[str, Any]) -> None:
     request = asl["States"][d.TRAIN]["Parameters"]
     assert request["HyperParameters.$"] == "$.best.hyperParameters"
     assert request["InputDataConfig.$"] == "$.channels.training"
     assert request["AlgorithmSpecification"]["MetricDefinitions"] == metric_definitions()
     assert request["CheckpointConfig"] == {"S3Uri.$": "$.run.checkpointUri", "LocalPath": "/opt/ml/checkpoints"}
+    # sagemakerDebugger is off by default: the training code's own rules and profile run instead.
+    assert request["ProfilerConfig"] == {"DisableProfiler": True}
+    assert not {"DebugHookConfig", "DebugRuleConfigurations", "ProfilerRuleConfigurations"} & set(request)
+    merge = asl["States"][d.PICK_BEST]["Parameters"]["hyperParameters.$"]
+    assert "TrainingJobDefinition.StaticHyperParameters" in merge and "TunedHyperParameters" in merge
+
+
+def test_rule_and_profile_metrics_are_captured_by_trials_and_the_final_job(asl: dict[str, Any]) -> None:
+    tuning = asl["States"][d.TUNE]["Parameters"]["TrainingJobDefinition"]["AlgorithmSpecification"]
+    training = asl["States"][d.TRAIN]["Parameters"]["AlgorithmSpecification"]
+    for spec in (tuning, training):
+        names = {m["Name"] for m in spec["MetricDefinitions"]}
+        assert {f"rule:{rule}" for rule in RULE_NAMES} | {"profile:images_per_second"} <= names
+        assert all("(?<" not in m["Regex"] for m in spec["MetricDefinitions"]), "no lookbehinds"
+        assert len(spec["MetricDefinitions"]) <= 40
+
+
+def test_with_sagemaker_debugger_the_training_request_has_hook_rules_and_profiler() -> None:
+    debugger = json.loads(
+        synthesized(sagemakerDebugger=True, frameworkVersion="2.1", pyVersion="py310").only(
+            "AWS::StepFunctions::StateMachine"
+        )["Properties"]["DefinitionString"]
+    )
+    request = debugger["States"][d.TRAIN]["Parameters"]
     rules = {r["RuleParameters"]["rule_to_invoke"] for r in request["DebugRuleConfigurations"]}
     assert rules == {"LossNotDecreasing", "Overfit", "VanishingGradient", "PoorWeightInitialization"}
-    assert {c["CollectionName"] for c in request["DebugHookConfig"]["CollectionConfigurations"]} >= {"losses"}
+    collections = {c["CollectionName"] for c in request["DebugHookConfig"]["CollectionConfigurations"]}
+    assert collections == {"losses", "weights", "gradients", "biases", "relu_input"}
     assert request["ProfilerRuleConfigurations"][0]["RuleParameters"] == {"rule_to_invoke": "ProfilerReport"}
+    assert request["ProfilerConfig"]["ProfilingIntervalInMilliseconds"] == 500
     images = {
         r["RuleEvaluatorImage"] for r in request["DebugRuleConfigurations"] + request["ProfilerRuleConfigurations"]
     }
     assert images == {"503895931360.dkr.ecr.us-east-1.amazonaws.com/sagemaker-debugger-rules:latest"}
-    merge = asl["States"][d.PICK_BEST]["Parameters"]["hyperParameters.$"]
-    assert "TrainingJobDefinition.StaticHyperParameters" in merge and "TunedHyperParameters" in merge
 
 
 def test_model_runs_the_handler_from_the_artifact_on_the_endpoint_instance(asl: dict[str, Any]) -> None:

@@ -158,3 +158,22 @@ def test_the_app_reports_a_bad_setting_by_name_and_exits_non_zero() -> None:
     assert result.returncode == 1
     assert "setting 'epochs': expected a whole number" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_debugger_and_training_issue_settings_default_off() -> None:
+    settings = settings_with()
+    assert (settings.sagemaker_debugger, settings.stop_on_training_issues) == (False, False)
+    assert settings.runtime_values()["stopOnTrainingIssues"] is False, "an execution input may override it"
+    assert "sagemakerDebugger" not in settings.runtime_values(), "it shapes the template: a deploy changes it"
+
+
+@pytest.mark.parametrize("version", ["2.0", "2.1", "2.1.0"])
+def test_sagemaker_debugger_is_allowed_on_containers_with_smdebug(version: str) -> None:
+    assert settings_with(sagemakerDebugger="true", frameworkVersion=version).sagemaker_debugger is True
+
+
+@pytest.mark.parametrize("version", ["2.10", "2.3", "1.13"])
+def test_sagemaker_debugger_is_refused_without_smdebug_naming_both_settings(version: str) -> None:
+    with pytest.raises(SettingsError, match="sagemakerDebugger") as refused:
+        settings_with(sagemakerDebugger=True, frameworkVersion=version)
+    assert "frameworkVersion" in str(refused.value) and repr(version) in str(refused.value)

@@ -27,9 +27,10 @@ from moto.sagemaker.models import FakeEndpoint, SageMakerModelBackend
 from moto.sagemaker.responses import SageMakerResponse
 
 from bincount.manifest import SOURCE_BUCKET, build_manifest, load_file_list
-from bincount.metrics import TEST_ACCURACY, TUNING_OBJECTIVE
+from bincount.metrics import IMAGES_PER_SECOND, RULE_NAMES, TEST_ACCURACY, TUNING_OBJECTIVE
 from stacks.pipeline import definition as d
 from stacks.pipeline.asl import to_json
+from stacks.pipeline.requests import DEBUGGER_RULES
 from stacks.storage import MANIFEST_KEY
 from tests.test_cdk_support import REGION, Synthesized, synthesized
 
@@ -126,8 +127,9 @@ def features_describe() -> dict[str, Any]:
     }
 
 
-def training_describe(test_accuracy: float) -> dict[str, Any]:
-    """DescribeTrainingJob of a completed final job whose test accuracy was ``test_accuracy``."""
+def training_describe(test_accuracy: float, rule_issues: tuple[str, ...] = ()) -> dict[str, Any]:
+    """DescribeTrainingJob of a completed final job whose test accuracy was ``test_accuracy`` and whose in-process
+    rules ``rule_issues`` found issues (their last ``rule:<Name>`` metric is 1, the others' 0)."""
     return {
         "TrainingJobName": "bincount-train-recorded",
         "TrainingJobArn": f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:training-job/bincount-train-recorded",
@@ -141,10 +143,11 @@ def training_describe(test_accuracy: float) -> dict[str, Any]:
             {"MetricName": "valid:accuracy", "Value": 0.39, "Timestamp": 1.7e9},
             {"MetricName": TEST_ACCURACY, "Value": test_accuracy, "Timestamp": 1.7e9},
             {"MetricName": "test:rmse", "Value": 1.07, "Timestamp": 1.7e9},
-        ],
-        "DebugRuleEvaluationStatuses": [
-            {"RuleConfigurationName": rule, "RuleEvaluationStatus": "NoIssuesFound"}
-            for rule in ("LossNotDecreasing", "Overfit", "VanishingGradient", "PoorWeightInitialization")
+            {"MetricName": IMAGES_PER_SECOND, "Value": 1.0, "Timestamp": 1.7e9},
+            *(
+                {"MetricName": f"rule:{rule}", "Value": 1.0 if rule in rule_issues else 0.0, "Timestamp": 1.7e9}
+                for rule in RULE_NAMES
+            ),
         ],
         "EnableManagedSpotTraining": True,
         "BillableTimeInSeconds": 1203,
@@ -173,13 +176,13 @@ def failure_tail(synth: Synthesized, error: dict[str, str]) -> str:
     return to_json({"StartAt": "Inject", "States": {"Inject": inject, **tail}})
 
 
-def moto_definition(synth: Synthesized, *, test_accuracy: float) -> str:
+def moto_definition(synth: Synthesized, *, test_accuracy: float, rule_issues: tuple[str, ...] = ()) -> str:
     """The deployed definition with each .sync task split into its submit request + a recorded result."""
     asl = deployed_definition(synth)
     recorded = {
         d.EXTRACT_FEATURES: features_describe(),
         d.TUNE: tuning_describe(),
-        d.TRAIN: training_describe(test_accuracy),
+        d.TRAIN: training_describe(test_accuracy, rule_issues),
     }
     sync_states = [name for name, state in asl["States"].items() if state.get("Resource", "").endswith(".sync")]
     assert sorted(sync_states) == sorted(recorded)
@@ -361,18 +364,21 @@ def small_manifest() -> list[dict[str, Any]]:
 def deploy(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     """A factory that sets up moto and returns the deployed Pipeline.
 
-    ``test_accuracy`` is the recorded final job's; ``endpoint`` how endpoints behave; ``inject_error`` deploys only
-    the failure handling, entered with that error.
+    ``test_accuracy`` is the recorded final job's and ``rule_issues`` the rules that found issues in it; ``endpoint``
+    how endpoints behave; ``inject_error`` deploys only the failure handling, entered with that error; ``context``
+    overrides cdk.json's settings at synth.
     """
-    synth = synthesized()
     with mock_aws(config={"stepfunctions": {"execute_state_machine": True}}):
 
         def factory(
             *,
             test_accuracy: float = 0.41,
+            rule_issues: tuple[str, ...] = (),
             endpoint: EndpointBehaviour | None = None,
             inject_error: dict[str, str] | None = None,
+            context: dict[str, Any] | None = None,
         ) -> Pipeline:
+            synth = synthesized(**(context or {}))
             (endpoint or EndpointBehaviour()).install(monkeypatch)
             s3 = boto3.client("s3", region_name=REGION)
             s3.create_bucket(Bucket=BUCKET)
@@ -395,7 +401,7 @@ def deploy(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
                 definition=(
                     failure_tail(synth, inject_error)
                     if inject_error
-                    else moto_definition(synth, test_accuracy=test_accuracy)
+                    else moto_definition(synth, test_accuracy=test_accuracy, rule_issues=rule_issues)
                 ),
                 roleArn=f"arn:aws:iam::{ACCOUNT}:role/bincount-pipeline",
             )["stateMachineArn"]
@@ -505,6 +511,17 @@ def test_happy_path_copies_the_dataset_tunes_trains_and_creates_the_endpoint(dep
     assert summary["endpointUpdated"] is False
     assert summary["featureCache"] is True
     assert summary["modelName"] == model["ModelName"]
+    # The training rules found nothing; the report is in the final job's output archive.
+    assert summary["trainingIssues"] == []
+    assert summary["trainingReport"] == {
+        "archive": f"s3://{BUCKET}/jobs/training/{training['TrainingJobName']}/output/output.tar.gz",
+        "files": ["report.html", "diagnostics.json"],
+    }
+    # SageMaker Debugger is off by default: no hook, no rules, the Profiler explicitly disabled.
+    assert training.get("DebugHookConfig") is None and not training.get("DebugRuleConfigurations")
+    train_request = deployed_definition(synthesized())["States"][d.TRAIN]["Parameters"]
+    assert train_request["ProfilerConfig"] == {"DisableProfiler": True}
+    assert not {"DebugHookConfig", "DebugRuleConfigurations", "ProfilerRuleConfigurations"} & set(train_request)
 
 
 def test_without_the_feature_cache_every_job_reads_the_photos(deploy: Any) -> None:
@@ -677,3 +694,69 @@ def test_failure_tail_keeps_the_error_and_never_raises_a_reserved_name(
     assert run.status == "FAILED"
     assert (run.error, run.cause) == (expected_error, expected_cause)
     assert run.notifications[0]["Message"]["error"] == error
+
+
+def test_notification_lists_the_rules_that_found_issues(deploy: Any) -> None:
+    pipeline = deploy(rule_issues=("Overfit", "ClassImbalance"))
+
+    run = pipeline.run(FAST_POLLING)
+
+    assert run.status == "SUCCEEDED", (run.error, run.cause, run.states)
+    (notice,) = run.notifications
+    assert notice["Subject"] == "bincount: new model deployed"
+    assert notice["Message"]["trainingIssues"] == ["Overfit", "ClassImbalance"]  # in the order the job reported them
+    assert notice["Message"]["trainingReport"]["archive"].endswith("/output/output.tar.gz")
+    assert run.entered(d.CREATE_MODEL)
+
+
+def test_stop_on_training_issues_refuses_the_model_naming_the_rules(deploy: Any) -> None:
+    pipeline = deploy(rule_issues=("LossNotDecreasing",))
+    existing_endpoint(pipeline.sagemaker)
+
+    run = pipeline.run({**FAST_POLLING, "stopOnTrainingIssues": True})
+
+    assert run.status == "FAILED" and run.error == d.TRAINING_ISSUES_ERROR, (run.error, run.cause)
+    assert '["LossNotDecreasing"]' in run.cause and "stopOnTrainingIssues" in run.cause
+    assert f"s3://{BUCKET}/jobs/training/" in run.cause and "report.html" in run.cause
+    assert not run.entered(d.CREATE_MODEL)
+    assert [m["ModelName"] for m in pipeline.sagemaker.list_models()["Models"]] == ["bincount-model-previous"]
+    (notice,) = run.notifications
+    assert notice["Subject"] == "bincount: pipeline failed"
+    assert notice["Message"]["error"] == d.TRAINING_ISSUES_ERROR and notice["Message"]["cause"] == run.cause
+
+
+def test_stop_on_training_issues_passes_a_clean_training(deploy: Any) -> None:
+    pipeline = deploy()
+
+    run = pipeline.run({**FAST_POLLING, "stopOnTrainingIssues": True})
+
+    assert run.status == "SUCCEEDED", (run.error, run.cause, run.states)
+    assert run.output["trainingIssues"] == []
+
+
+def test_stop_on_training_issues_must_be_a_boolean(deploy: Any) -> None:
+    run = deploy().run({"stopOnTrainingIssues": "yes"})
+
+    assert run.status == "FAILED" and run.error == d.INVALID_SETTINGS_ERROR
+
+
+DEBUGGER_CONTEXT = {"sagemakerDebugger": True, "frameworkVersion": "2.1", "pyVersion": "py310"}
+
+
+def test_sagemaker_debugger_setting_adds_the_hook_rules_and_profiler(deploy: Any) -> None:
+    pipeline = deploy(context=DEBUGGER_CONTEXT)
+
+    run = pipeline.run(FAST_POLLING)
+
+    assert run.status == "SUCCEEDED", (run.error, run.cause, run.states)
+    training = pipeline.training_request()
+    hook = training["DebugHookConfig"]
+    assert hook["S3OutputPath"] == f"s3://{BUCKET}/jobs/debugger/"
+    collections = {c["CollectionName"] for c in hook["CollectionConfigurations"]}
+    assert collections == {"losses", "weights", "gradients", "biases", "relu_input"}
+    rules = {r["RuleConfigurationName"]: r for r in training["DebugRuleConfigurations"]}
+    assert set(rules) == set(DEBUGGER_RULES)
+    assert all(".dkr.ecr." in r["RuleEvaluatorImage"] for r in rules.values())
+    request = deployed_definition(synthesized(**DEBUGGER_CONTEXT))["States"][d.TRAIN]["Parameters"]
+    assert request["ProfilerConfig"]["S3OutputPath"] == f"s3://{BUCKET}/jobs/profiler/"
+    assert [r["RuleConfigurationName"] for r in request["ProfilerRuleConfigurations"]] == ["ProfilerReport"]

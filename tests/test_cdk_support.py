@@ -54,12 +54,17 @@ def cdk_context() -> dict[str, Any]:
     return json.loads(CDK_JSON.read_text(encoding="utf-8"))["context"]
 
 
+def synthesized(**overrides: Any) -> Synthesized:
+    """The app with cdk.json's context (and ``overrides`` of it, as ``-c key=value`` gives them), synthesized into a
+    temporary cloud assembly once per session and set of overrides."""
+    return _synthesized(tuple(sorted(overrides.items())))
+
+
 @functools.cache
-def synthesized() -> Synthesized:
-    """The app with cdk.json's context, synthesized into a temporary cloud assembly (once per session)."""
+def _synthesized(overrides: tuple[tuple[str, Any], ...]) -> Synthesized:
     outdir = Path(tempfile.mkdtemp(prefix="bincount-cdk-"))
     atexit.register(shutil.rmtree, outdir, ignore_errors=True)
-    app, stack = build_app(context=cdk_context(), environ=ENVIRON, outdir=str(outdir))
+    app, stack = build_app(context={**cdk_context(), **dict(overrides)}, environ=ENVIRON, outdir=str(outdir))
     app.synth()
     template = Template.from_stack(stack)
     return Synthesized(app=app, stack=stack, template=template, template_json=template.to_json(), outdir=outdir)

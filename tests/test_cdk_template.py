@@ -84,7 +84,7 @@ SAGEMAKER_ROLE_STATEMENTS = {
     "PullContainerImages": (
         ["ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"],
         [
-            f"arn:{PARTITION}:ecr:us-east-1:503895931360:repository/sagemaker-debugger-rules",
+            # No sagemaker-debugger-rules repository: Debugger's rules run only with sagemakerDebugger.
             f"arn:{PARTITION}:ecr:us-east-1:763104351884:repository/pytorch-training",
             # The endpoint's image, built from inference/Dockerfile into the bootstrap's asset repository.
             f"arn:{PARTITION}:ecr:us-east-1:{ACCOUNT}:repository/cdk-hnb659fds-container-assets-{ACCOUNT}-us-east-1",

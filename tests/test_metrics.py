@@ -21,14 +21,26 @@ def test_every_metric_line_reads_back_with_its_definition(value) -> None:
 
 
 def test_regexes_do_not_confuse_similar_names() -> None:
-    log = "train:loss=9.0\nvalid:loss=1.5\nvalid:accuracy=0.25\ntest:accuracy=0.5\ntest:rmse=1.1\n"
-    assert parse_metrics(log) == {
+    log = (
+        "train:loss=9.0\nvalid:loss=1.5\nvalid:accuracy=0.25\ntest:accuracy=0.5\ntest:rmse=1.1\n"
+        "xvalid:loss=7\nmy:valid:loss=8\nrule:Overfit=1\nrule:OverfitX=1\nxrule:Overfit=1\n"
+        "INFO bincount.diagnostics: rule:ClassImbalance=0\nprofile:images_per_second=123.5\n"
+    )
+    parsed = parse_metrics(log)
+    assert {k: v for k, v in parsed.items() if v} == {
         "train:loss": [9.0],
         "valid:loss": [1.5],
         "valid:accuracy": [0.25],
         "test:accuracy": [0.5],
         "test:rmse": [1.1],
+        "rule:Overfit": [1.0],
+        "rule:ClassImbalance": [0.0],
+        "profile:images_per_second": [123.5],
     }
+
+
+def test_regexes_use_no_lookbehind() -> None:
+    assert all("(?<" not in d["Regex"] for d in metric_definitions())
 
 
 def test_definitions_cover_the_contract_names() -> None:

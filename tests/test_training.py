@@ -19,7 +19,7 @@ from bincount.data import ChannelDataset
 from bincount.evaluation import evaluate_counts
 from bincount.jobs import TRAINING_DIR, JobResult, hyperparameter_args, run_job, sagemaker_env
 from bincount.labels import index_to_count
-from bincount.metrics import metric_definitions
+from bincount.metrics import RULE_NAMES, metric_definitions
 from bincount.model import load_model
 from bincount.transforms import eval_transform
 
@@ -69,6 +69,37 @@ def test_final_job_metric_lines_parse(trained_job: JobResult) -> None:
     assert len(values["valid:accuracy"]) == epochs + 1
     assert len(values["test:accuracy"]) == 1 and len(values["test:rmse"]) == 1
     assert 0.0 <= values["test:accuracy"][0] <= 1.0
+    for rule in RULE_NAMES:
+        assert values[f"rule:{rule}"] and set(values[f"rule:{rule}"]) <= {0.0, 1.0}, rule
+        assert len(values[f"rule:{rule}"]) == epochs, rule
+    assert len(values["profile:images_per_second"]) == epochs and values["profile:images_per_second"][0] > 0
+
+
+def test_final_job_writes_diagnostics_a_trace_and_a_self_contained_report(trained_job: JobResult) -> None:
+    diagnostics = json.loads((trained_job.output_dir / "diagnostics.json").read_text())
+    assert set(diagnostics["rules"]) == set(RULE_NAMES)
+    assert all(r["status"] in ("IssuesFound", "NoIssuesFound") for r in diagnostics["rules"].values())
+    profile = diagnostics["profile"]
+    assert profile["images_per_second"] > 0 and profile["peak_memory_mb"] > 100
+    assert profile["data_seconds"] >= 0 and profile["compute_seconds"] > 0
+    assert (trained_job.output_dir / "profile" / "trace.json").is_file()
+    assert "Self CPU" in (trained_job.output_dir / "profile" / "top_operators.txt").read_text()
+    page = (trained_job.output_dir / "report.html").read_text()
+    assert all(rule in page for rule in RULE_NAMES)
+    assert page.count("data:image/png;base64,") == 2 and "Top operators" in page
+    assert not re.search(r"""(src|href)=["']?(https?:)?//""", page)
+    assert "training report:" in trained_job.log
+
+
+def test_exploding_trial_stops_at_once_with_exit_2_and_diagnostics(channels, tmp_path) -> None:
+    """A learning rate that blows the weights up: the next loss is not finite, and the trial stops right there."""
+    result = run_job("hpo.py", channels, tmp_path / "job", {**FAST_HYPERPARAMETERS, "epochs": 3, "lr": 1e30})
+    assert result.returncode == 2, result.log[-3000:]
+    assert re.search(r"non-finite training loss \(\w+\) at epoch 1, step \d+", result.log)
+    assert "epoch 1/3 done" not in result.log and "Traceback" not in result.log
+    diagnostics = json.loads((result.output_dir / "diagnostics.json").read_text())
+    assert diagnostics["rules"]["ExplodingTensor"]["status"] == "IssuesFound"
+    assert diagnostics["rules"]["ExplodingTensor"]["epoch"] == 1
 
 
 def test_evaluation_matches_the_models_predictions_on_the_test_channel(trained_job, channels) -> None:

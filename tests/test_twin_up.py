@@ -230,3 +230,14 @@ def test_ctrl_c_stops_every_process(twin: Twin) -> None:
     while _session_pids(twin.proc.pid) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert _session_pids(twin.proc.pid) == []
+
+
+def test_the_page_links_the_training_report_which_the_local_api_serves(tmp_path: Path) -> None:
+    from bincount.cli_up import web_pages
+
+    report = tmp_path / "report.html"
+    report.write_text("<!DOCTYPE html><title>bincount training report</title>", encoding="utf-8")
+    pages = web_pages(report)
+    assert b'href="report.html"' in pages["/"][0]
+    assert pages["/report.html"] == (report.read_bytes(), "text/html; charset=utf-8")
+    assert "/report.html" not in web_pages(tmp_path / "missing.html")

@@ -103,7 +103,7 @@ class TrainingPipeline(Construct):
             source_bucket=SOURCE_BUCKET,
             defaults=pipeline_defaults(settings, images),
             copy_concurrency=settings.copy_concurrency,
-            debugger_rules_image=images.debugger_rules.uri,
+            debugger_rules_image=images.debugger_rules.uri if images.debugger_rules else None,
         )
         self.definition = pipeline_definition(spec)
         self.state_machine = sfn.StateMachine(

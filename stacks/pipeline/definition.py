@@ -28,7 +28,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from bincount.metrics import TEST_ACCURACY
+from bincount.metrics import RULE_PREFIX, TEST_ACCURACY
 from stacks.pipeline import requests
 from stacks.pipeline.asl import (
     ANY_ERROR,
@@ -75,8 +75,13 @@ FIND_TEST_ACCURACY = "FindTestAccuracy"
 CHECK_TEST_ACCURACY = "CheckTestAccuracyReported"
 READ_TEST_ACCURACY = "ReadTestAccuracy"
 NO_TEST_ACCURACY = "NoTestAccuracy"
+FIND_TRAINING_ISSUES = "FindTrainingIssues"
+CHECK_RULE_METRIC = "CheckRuleMetric"
+RULE_FOUND_ISSUES = "RuleFoundIssues"
+NOT_AN_ISSUE = "NotAnIssue"
 QUALITY_GATE = "QualityGate"
 GATE_REJECTED = "QualityGateRejected"
+TRAINING_ISSUES_REJECTED = "TrainingIssuesRejected"
 CREATE_MODEL = "CreateModel"
 CREATE_ENDPOINT_CONFIG = "CreateEndpointConfig"
 FIND_ENDPOINT = "FindEndpoint"
@@ -105,6 +110,7 @@ INVALID_SETTINGS_ERROR = "InvalidSettings"
 NO_BEST_ERROR = "NoBestTrainingJob"
 NO_TEST_ACCURACY_ERROR = "TestAccuracyNotReported"
 GATE_ERROR = "QualityGateFailed"
+TRAINING_ISSUES_ERROR = "TrainingIssuesFound"
 STEP_FAILED_ERROR = "PipelineStepFailed"
 ENDPOINT_FAILED_ERROR = "EndpointFailed"
 ENDPOINT_UNAVAILABLE_ERROR = "EndpointUnavailable"
@@ -113,6 +119,8 @@ ENDPOINT_TIMED_OUT_ERROR = "EndpointTimedOut"
 
 MAP_LABEL = "CopyImages"
 TEST_ACCURACY_PATH = "$.gate.testAccuracies[0]"
+# The rules (bincount.diagnostics) whose final rule:<Name> metric is 1, by name, from FindTrainingIssues.
+TRAINING_ISSUES_PATH = "$.diagnostics.issues"
 SOURCE_KEY_FIELD = "source_key"
 DEST_KEY_FIELD = "dest_key"
 
@@ -141,7 +149,7 @@ _STRING_SETTINGS: tuple[str, ...] = (
     "trainingImage",
     "inferenceImage",
 )
-_BOOLEAN_SETTINGS: tuple[str, ...] = ("useSpot", "featureCache")
+_BOOLEAN_SETTINGS: tuple[str, ...] = ("useSpot", "featureCache", "stopOnTrainingIssues")
 _RANGES: tuple[tuple[str, str], ...] = (("lrMin", "lrMax"), ("epsMin", "epsMax"), ("weightDecayMin", "weightDecayMax"))
 
 
@@ -155,7 +163,7 @@ class PipelineSpec:
     source_bucket: str
     defaults: dict[str, Any]
     copy_concurrency: int
-    debugger_rules_image: str
+    debugger_rules_image: str | None = None  # SageMaker Debugger on the final job (setting sagemakerDebugger)
 
     @property
     def request_context(self) -> requests.RequestContext:
@@ -205,8 +213,8 @@ def settings_states(spec: PipelineSpec) -> dict[str, State]:
         },
         INVALID_SETTINGS: error_state(
             INVALID_SETTINGS_ERROR,
-            "The execution input has an invalid setting: numbers must be numbers, useSpot and featureCache true or "
-            "false, instance "
+            "The execution input has an invalid setting: numbers must be numbers, useSpot, featureCache and "
+            "stopOnTrainingIssues true or false, instance "
             "types and images strings, every ...Min below its ...Max, tuningMaxParallelJobs <= tuningMaxJobs and "
             "maxWaitSeconds >= maxRuntimeSeconds. Settings after applying defaults: {}",
             "States.JsonToString($.config)",
@@ -384,9 +392,52 @@ def training_states(spec: PipelineSpec) -> dict[str, State]:
     }
 
 
+def training_issues_state() -> State:
+    """FindTrainingIssues: the names of the rules whose final ``rule:<Name>`` metric is 1 (FinalMetricDataList).
+
+    An inline Map over the final metrics: a rule metric at 1 yields ``{"rule": "<Name>"}``, anything else ``{}``;
+    ``$[*].rule`` then keeps the names (an empty list when no rule found an issue).
+    """
+    return {
+        "Type": "Map",
+        "ItemsPath": "$.training.FinalMetricDataList",
+        "ItemProcessor": {
+            "ProcessorConfig": {"Mode": "INLINE"},
+            "StartAt": CHECK_RULE_METRIC,
+            "States": {
+                CHECK_RULE_METRIC: {
+                    "Type": "Choice",
+                    "Choices": [
+                        {
+                            "And": [
+                                {"Variable": "$.MetricName", "StringMatches": f"{RULE_PREFIX}*"},
+                                {"Variable": "$.Value", "NumericEquals": 1},
+                            ],
+                            "Next": RULE_FOUND_ISSUES,
+                        }
+                    ],
+                    "Default": NOT_AN_ISSUE,
+                },
+                RULE_FOUND_ISSUES: {
+                    "Type": "Pass",
+                    "Parameters": {"rule.$": "States.ArrayGetItem(States.StringSplit($.MetricName, ':'), 1)"},
+                    "End": True,
+                },
+                NOT_AN_ISSUE: {"Type": "Pass", "Result": {}, "End": True},
+            },
+        },
+        "ResultSelector": {"issues.$": "$[*].rule"},
+        "ResultPath": "$.diagnostics",
+        "Catch": [{"ErrorEquals": ["States.ALL"], "ResultPath": ERROR_PATH, "Next": NOTIFY_FAILURE}],
+        "Next": QUALITY_GATE,
+    }
+
+
 def gate_states() -> dict[str, State]:
-    """QualityGate: the final job's test accuracy (FinalMetricDataList) against the accuracy floor."""
+    """QualityGate: the final job's test accuracy (FinalMetricDataList) against the accuracy floor, and with
+    ``stopOnTrainingIssues`` no rule that found an issue."""
     metrics = "$.training.FinalMetricDataList"
+    archive, archive_job = requests.training_output_archive()
     return {
         CHECK_METRICS: {
             "Type": "Choice",
@@ -404,7 +455,7 @@ def gate_states() -> dict[str, State]:
             "Default": NO_TEST_ACCURACY,
         },
         READ_TEST_ACCURACY: pass_state(
-            QUALITY_GATE,
+            FIND_TRAINING_ISSUES,
             parameters={
                 # A filter in a plain path (not inside an intrinsic): one value, as CheckTestAccuracyReported made sure.
                 "testAccuracies.$": f"{metrics}[?(@.MetricName == '{TEST_ACCURACY}')].Value",
@@ -412,17 +463,34 @@ def gate_states() -> dict[str, State]:
             },
             result_path="$.gate",
         ),
+        FIND_TRAINING_ISSUES: training_issues_state(),
         QUALITY_GATE: {
             "Type": "Choice",
             "Choices": [
                 {
+                    "And": [
+                        {"Variable": "$.config.stopOnTrainingIssues", "BooleanEquals": True},
+                        {"Variable": f"{TRAINING_ISSUES_PATH}[0]", "IsPresent": True},
+                    ],
+                    "Next": TRAINING_ISSUES_REJECTED,
+                },
+                {
                     "Variable": TEST_ACCURACY_PATH,
                     "NumericGreaterThanEqualsPath": "$.gate.accuracyFloor",
                     "Next": CREATE_MODEL,
-                }
+                },
             ],
             "Default": GATE_REJECTED,
         },
+        TRAINING_ISSUES_REJECTED: error_state(
+            TRAINING_ISSUES_ERROR,
+            "Training job {} found issues by the rules {} and stopOnTrainingIssues is true: the model was not "
+            f"deployed and the current endpoint keeps serving. Why: report.html in {archive}",
+            "$.run.trainingJobName",
+            f"States.JsonToString({TRAINING_ISSUES_PATH})",
+            archive_job,
+            next_state=NOTIFY_FAILURE,
+        ),
         NO_TEST_ACCURACY: error_state(
             NO_TEST_ACCURACY_ERROR,
             f"Training job {{}} reported no {TEST_ACCURACY} metric, so the quality gate cannot pass; nothing was "
@@ -592,6 +660,11 @@ def notify_states(spec: PipelineSpec) -> dict[str, State]:
                 "hyperParameters.$": "$.best.tunedHyperParameters",
                 "testAccuracy.$": TEST_ACCURACY_PATH,
                 "accuracyFloor.$": "$.gate.accuracyFloor",
+                "trainingIssues.$": TRAINING_ISSUES_PATH,
+                "trainingReport": {
+                    "archive.$": format_string(*requests.training_output_archive()),
+                    "files": ["report.html", "diagnostics.json"],
+                },
                 "endpointUpdated.$": "$.existingEndpoint.exists",
                 "execution.$": "$$.Execution.Id",
                 "console.$": _console_link(spec),
@@ -666,7 +739,7 @@ def pipeline_definition(spec: PipelineSpec) -> dict[str, Any]:
     return {
         "Comment": (
             f"{spec.name_prefix}: copy the dataset, extract backbone features (featureCache), tune, train, gate on "
-            f"test accuracy, deploy to endpoint "
+            f"test accuracy (and training issues with stopOnTrainingIssues), deploy to endpoint "
             f"{spec.endpoint_name}. Start with {{}} or override any setting by its key, e.g. "
             '{"tuningMaxJobs": 2, "accuracyFloor": 0.35}.'
         ),

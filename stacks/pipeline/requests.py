@@ -46,11 +46,13 @@ _RANGE_SETTINGS = {
 PARAMETER_RANGES: tuple[tuple[str, str, str, str], ...] = tuple(
     (r.name, *_RANGE_SETTINGS[r.name], r.scaling) for r in DEFAULT_RANGES
 )
-# Debugger's built-in rules on the final job (rule_to_invoke names) and the tensors they need.
+# SageMaker Debugger (setting sagemakerDebugger): its built-in rules on the final job (rule_to_invoke names) and the
+# tensors they read (PoorWeightInitialization reads relu_input). Without it, the training code's own rules run alone.
 DEBUGGER_RULES: tuple[str, ...] = ("LossNotDecreasing", "Overfit", "VanishingGradient", "PoorWeightInitialization")
-DEBUGGER_COLLECTIONS: tuple[str, ...] = ("losses", "weights", "gradients", "biases")
+DEBUGGER_COLLECTIONS: tuple[str, ...] = ("losses", "weights", "gradients", "biases", "relu_input")
 DEBUGGER_SAVE_INTERVAL = "50"
 PROFILER_INTERVAL_MS = 500
+TRAINING_OUTPUT_PREFIX = f"{JOBS_PREFIX}training/"
 
 
 @dataclass(frozen=True)
@@ -58,7 +60,7 @@ class RequestContext:
     """What the requests need that is fixed at synth time."""
 
     region: str
-    debugger_rules_image: str
+    debugger_rules_image: str | None = None  # SageMaker Debugger on the final job when set
 
 
 def s3_url(prefix: str) -> str:
@@ -190,6 +192,10 @@ def feature_extraction_job(ctx: RequestContext) -> dict[str, Any]:
 
 
 def _debugger(ctx: RequestContext) -> dict[str, Any]:
+    """SageMaker Debugger's hook, rules and Profiler; without Debugger, the Profiler explicitly off (as the SageMaker
+    Python SDK sends ``disable_profiler=True``)."""
+    if ctx.debugger_rules_image is None:
+        return {"ProfilerConfig": {"DisableProfiler": True}}
     return {
         "DebugHookConfig": {
             "S3OutputPath": s3_url(f"{JOBS_PREFIX}debugger/"),
@@ -221,14 +227,15 @@ def _debugger(ctx: RequestContext) -> dict[str, Any]:
 
 
 def training_job(ctx: RequestContext) -> dict[str, Any]:
-    """CreateTrainingJob: best hyperparameters on ``$.channels.training``, with Debugger, Profiler, checkpoints."""
+    """CreateTrainingJob: best hyperparameters on ``$.channels.training``, checkpoints, and SageMaker Debugger and
+    Profiler when the context has Debugger's rule image."""
     return {
         "TrainingJobName.$": "$.run.trainingJobName",
         "AlgorithmSpecification": {**_algorithm("$.config.trainingImage"), "EnableSageMakerMetricsTimeSeries": True},
         "RoleArn": SAGEMAKER_ROLE_ARN,
         "HyperParameters.$": "$.best.hyperParameters",
         "InputDataConfig.$": TRAINING_CHANNELS_PATH,
-        "OutputDataConfig": {"S3OutputPath": s3_url(f"{JOBS_PREFIX}training/")},
+        "OutputDataConfig": {"S3OutputPath": s3_url(TRAINING_OUTPUT_PREFIX)},
         "ResourceConfig": _resources("$.config.trainingInstanceType"),
         "StoppingCondition.$": "$.capacity.stoppingCondition",
         "EnableManagedSpotTraining.$": "$.capacity.spot",
@@ -237,6 +244,12 @@ def training_job(ctx: RequestContext) -> dict[str, Any]:
         **_debugger(ctx),
         "Tags": _tags(),
     }
+
+
+def training_output_archive() -> tuple[str, str]:
+    """A ``States.Format`` template and its argument: where SageMaker uploads the final job's output folder
+    (``output.tar.gz``: report.html, diagnostics.json, evaluation.json, the plots and the profiler trace)."""
+    return f"{s3_url(TRAINING_OUTPUT_PREFIX)}{{}}/output/output.tar.gz", "$.run.trainingJobName"
 
 
 def model(ctx: RequestContext) -> dict[str, Any]:
