@@ -3,8 +3,8 @@
 
 import sys
 
+from bincount.cloud.settings import SettingsError
 from stacks.app_builder import build_app
-from stacks.settings import SettingsError
 
 if __name__ == "__main__":
     try:

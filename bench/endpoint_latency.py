@@ -179,8 +179,8 @@ def measure(model_dir: Path, images: Path, rounds: int) -> tuple[dict[str, Side]
 
 
 def _train(work: Path) -> Path:
-    from bincount.dataset import sample_dataset
-    from bincount.jobs import run_job
+    from bincount.data.sample import sample_dataset
+    from bincount.training.jobs import run_job
 
     print("no --model-dir: training a random-init artifact with training/train_model.py (about a minute or two)")
     hp = {"epochs": 1, "batch-size": 8, "pretrained": "false", "workers": 0, "seed": 7}

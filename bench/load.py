@@ -140,7 +140,7 @@ def run_load(
 
 def photo_bodies() -> list[tuple[bytes, str]]:
     """The vendored real photos as JPEG request bodies."""
-    from bincount.dataset import SAMPLE_DIR
+    from bincount.data.sample import SAMPLE_DIR
 
     return [(p.read_bytes(), "image/jpeg") for p in sorted((SAMPLE_DIR / "images").glob("*.jpg"))]
 
@@ -148,13 +148,13 @@ def photo_bodies() -> list[tuple[bytes, str]]:
 @contextlib.contextmanager
 def local_stack(model_dir: Path | None, *, max_concurrency: int, queue_timeout: float) -> Iterator[tuple[str, str]]:
     """The local endpoint and API in this process: yields (API /count URL, endpoint invocations URL)."""
-    from bincount.local_api import LocalApi, load_handler, load_lambda_module
-    from bincount.local_endpoint import ContainerModel, Endpoint, LocalSageMaker
+    from bincount.local.api import LocalApi, load_handler, load_lambda_module
+    from bincount.local.endpoint import ContainerModel, Endpoint, LocalSageMaker
 
     with contextlib.ExitStack() as stack:
         if model_dir is None:
-            from bincount.dataset import sample_dataset
-            from bincount.jobs import run_job
+            from bincount.data.sample import sample_dataset
+            from bincount.training.jobs import run_job
 
             tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bincount-load-")))
             print("training a quick artifact (random init, 1 epoch) ...", file=sys.stderr, flush=True)

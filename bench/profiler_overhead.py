@@ -1,4 +1,4 @@
-"""Benchmark: what the training diagnostics cost (bincount.diagnostics: the rules, the per-epoch timing and a
+"""Benchmark: what the training diagnostics cost (bincount.training.diagnostics: the rules, the per-epoch timing and a
 ``torch.profiler`` trace of the first steps, exported as a Chrome trace and a top-operators table).
 
 One epoch of the real ``train_one_epoch`` without a monitor against one with it, interleaved round by round on the
@@ -23,11 +23,11 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from bincount.data import collate_skipping_bad
-from bincount.diagnostics import TrainingMonitor
-from bincount.labels import NUM_CLASSES
-from bincount.model import HEADS, ModelConfig, build_head
-from bincount.train import get_args_parser, train_one_epoch
+from bincount.data.channel import collate_skipping_bad
+from bincount.data.labels import NUM_CLASSES
+from bincount.model.network import HEADS, ModelConfig, build_head
+from bincount.training.diagnostics import TrainingMonitor
+from bincount.training.train import get_args_parser, train_one_epoch
 
 
 def epoch_seconds(

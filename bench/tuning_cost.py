@@ -17,9 +17,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from bincount.dataset import sample_dataset
-from bincount.jobs import JobResult, run_job
-from bincount.manifest import SPLITS
+from bincount.data.manifest import SPLITS
+from bincount.data.sample import sample_dataset
+from bincount.training.jobs import JobResult, run_job
 
 LOOP = re.compile(r"training loop: \d+ epochs in ([0-9.]+)s; backbone forward passes while training: (\d+) images")
 EXTRACT = re.compile(r"backbone forward passes: (\d+) images")

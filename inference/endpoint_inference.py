@@ -1,19 +1,19 @@
 """SageMaker PyTorch inference handler (DESIGN.md §4): a bin photo in, the object count out.
 
 The AWS PyTorch inference container loads this module from the model artifact's ``code/`` (``SAGEMAKER_PROGRAM``)
-and calls the four functions below. Client mistakes raise :class:`bincount.imaging.RequestError`, a toolkit error
+and calls the four functions below. Client mistakes raise :class:`bincount.serving.imaging.RequestError`, a toolkit error
 with a 4xx status; anything else becomes the toolkit's 500.
 
 Runs in the endpoint image (``bincount serve``, torch 2.10) and in AWS's prebuilt PyTorch inference container (torch
-2.6, py312): imports only torch, torchvision, Pillow, numpy and the ``bincount`` modules that ``bincount.artifact``
+2.6, py312): imports only torch, torchvision, Pillow, numpy and the ``bincount`` modules that ``bincount.model.artifact``
 packs beside it. ``model_fn`` logs the path it serves once, as ``serving path: int8`` or
 ``serving path: fp32 (<why>)``.
 
 Two paths, the same answers (tests/test_inference_fast.py checks them against each other on real photos):
 
-- fast (default): the evaluation transforms computed on 8-bit pixels in torch (:func:`bincount.transforms.eval_batch`,
+- fast (default): the evaluation transforms computed on 8-bit pixels in torch (:func:`bincount.data.transforms.eval_batch`,
   within one grey level of Pillow's), the int8 backbone that training quantised (``backbone_int8.pt``, see
-  :mod:`bincount.quantize`) and the fp32 head, 2 intra-op threads at most.
+  :mod:`bincount.model.quantize`) and the fp32 head, 2 intra-op threads at most.
 - reference (``BINCOUNT_REFERENCE=1`` in the environment): the exact fp32 eager path of training's evaluation:
   the evaluation transforms and the fp32 network. Anyone can check the agreement with it.
 
@@ -31,12 +31,12 @@ from collections.abc import Sequence
 import torch
 from PIL import Image
 
-from bincount.imaging import NotAcceptableError, decode_image
-from bincount.labels import COUNTS
-from bincount.media import JSON, media_type
-from bincount.model import BinCountNet, ModelMismatchError, load_model
-from bincount.quantize import load_int8_backbone
-from bincount.transforms import IMAGE_SIZE, eval_batch, eval_transform
+from bincount.data.labels import COUNTS
+from bincount.data.transforms import IMAGE_SIZE, eval_batch, eval_transform
+from bincount.model.network import BinCountNet, ModelMismatchError, load_model
+from bincount.model.quantize import load_int8_backbone
+from bincount.serving.imaging import NotAcceptableError, decode_image
+from bincount.serving.media import JSON, media_type
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +108,7 @@ def input_fn(body: bytes, content_type: str) -> Image.Image:
         The image in RGB mode, EXIF orientation applied.
 
     Raises:
-        bincount.imaging.RequestError: 415 for another content type, 413 for a body or image over the limits,
+        bincount.serving.imaging.RequestError: 415 for another content type, 413 for a body or image over the limits,
             400 for an empty body or bytes that are not a decodable JPEG or PNG. The message says which.
     """
     if isinstance(body, (bytearray, memoryview)):
@@ -120,7 +120,7 @@ def input_fn(body: bytes, content_type: str) -> Image.Image:
 
 def predict_fn(data: Image.Image, model: torch.nn.Module) -> torch.Tensor:
     """Class probabilities of one image, after the evaluation transforms of training (exactly those on the fp32
-    paths; on the int8 path, the same steps on 8-bit pixels, see :func:`bincount.transforms.eval_batch`).
+    paths; on the int8 path, the same steps on 8-bit pixels, see :func:`bincount.data.transforms.eval_batch`).
 
     Args:
         data: the RGB image from :func:`input_fn`.

@@ -8,9 +8,9 @@ from typing import Any
 
 from aws_cdk import App
 
+from bincount.cloud.settings import load_settings
 from stacks.bincount_stack import BincountStack
 from stacks.nag import enable_checks
-from stacks.settings import load_settings
 
 
 def build_app(
@@ -27,7 +27,7 @@ def build_app(
         outdir: the cloud assembly folder; None lets the CLI decide (``cdk.out``).
 
     Raises:
-        stacks.settings.SettingsError: a bad setting, by name.
+        bincount.cloud.settings.SettingsError: a bad setting, by name.
     """
     app = App(context=dict(context) if context is not None else None, outdir=outdir)
     settings = load_settings(app.node.try_get_context, os.environ if environ is None else environ)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from aws_cdk import CfnOutput, Environment, Stack
 from constructs import Construct
 
+from bincount.cloud.settings import Settings
 from stacks.cleanup import PipelineCleanup
 from stacks.endpoint_image import serving_image
 from stacks.images import ContainerImages, resolve_images
@@ -12,7 +13,6 @@ from stacks.nag import suppress_cdk_helpers
 from stacks.notifications import PipelineNotifications
 from stacks.pipeline.construct import TrainingPipeline
 from stacks.serving import CountApi
-from stacks.settings import Settings
 from stacks.source_bundle import training_source_asset
 from stacks.storage import DataStorage
 

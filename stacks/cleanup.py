@@ -16,10 +16,10 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
+from bincount.cloud.settings import Settings
 from stacks.log_groups import log_group
 from stacks.nag import suppress
 from stacks.permissions import Arns, Permission, attach
-from stacks.settings import Settings
 
 HANDLER_DIR = Path(__file__).resolve().parent / "cleanup_lambda"
 RESOURCE_TYPE = "Custom::PipelineCleanup"

@@ -17,9 +17,9 @@ from aws_cdk import aws_ecr_assets as ecr_assets
 from constructs import Construct
 
 from bincount import versions
+from bincount.cloud.settings import Settings
 from stacks.images import ContainerImages
 from stacks.permissions import Arns
-from stacks.settings import Settings
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DOCKERFILE = "inference/Dockerfile"

@@ -6,7 +6,7 @@ from aws_cdk import RemovalPolicy
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
-from stacks.settings import LOG_RETENTION_DAYS
+from bincount.cloud.settings import LOG_RETENTION_DAYS
 
 # CDK's RetentionDays members in the order of LOG_RETENTION_DAYS.
 _RETENTION_NAMES: tuple[str, ...] = (

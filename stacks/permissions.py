@@ -16,9 +16,9 @@ from aws_cdk import ArnFormat, Stack
 from aws_cdk import aws_iam as iam
 from constructs import Construct
 
-from bincount.manifest import SOURCE_BUCKET
+from bincount.cloud.settings import Settings
+from bincount.data.manifest import SOURCE_BUCKET
 from stacks.nag import NagWildcard, suppress_wildcards
-from stacks.settings import Settings
 
 
 @dataclass(frozen=True)

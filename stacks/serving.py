@@ -18,10 +18,10 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
 
+from bincount.cloud.settings import Settings
 from stacks.log_groups import log_group
 from stacks.nag import NagWildcard, suppress, suppress_wildcards
 from stacks.permissions import Arns, Permission, attach
-from stacks.settings import Settings
 
 HANDLER_DIR = Path(__file__).resolve().parent.parent / "lambda"
 HANDLER = "api.handler"

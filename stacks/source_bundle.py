@@ -10,7 +10,7 @@ Layout (the tarball's root is the job's working directory)::
     hpo.py  extract_features.py  train_model.py  requirements.txt  bincount/*.py
     inference/endpoint_inference.py  [inference/requirements.txt]
 
-``bincount.artifact`` finds the inference handler at ``<root>/inference/endpoint_inference.py`` next to the package,
+``bincount.model.artifact`` finds the inference handler at ``<root>/inference/endpoint_inference.py`` next to the package,
 which is why the handler travels here too: the final job copies it into the model artifact's ``code/``.
 """
 

@@ -18,7 +18,7 @@ from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_s3_deployment as s3deploy
 from constructs import Construct
 
-from bincount.manifest import SPLITS, build_manifest, load_file_list, manifest_json
+from bincount.data.manifest import SPLITS, build_manifest, load_file_list, manifest_json
 
 MANIFEST_PREFIX = "manifests/"
 MANIFEST_FILE = "manifest.json"

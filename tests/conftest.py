@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from bincount.dataset import sample_dataset
-from bincount.jobs import JobResult, run_job
-from bincount.local_endpoint import Endpoint, LocalSageMaker, ServedModel
+from bincount.data.sample import sample_dataset
+from bincount.local.endpoint import Endpoint, LocalSageMaker, ServedModel
+from bincount.training.jobs import JobResult, run_job
 from tests.serving_helpers import ENDPOINT
 
 FAST_HYPERPARAMETERS = {"epochs": 1, "batch-size": 8, "pretrained": "false", "workers": 0, "seed": 7}

@@ -19,9 +19,9 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from bincount.artifact import HANDLER
-from bincount.dataset import SAMPLE_DIR
-from bincount.http_server import BackgroundServer
+from bincount.data.sample import SAMPLE_DIR
+from bincount.local.http import BackgroundServer
+from bincount.model.artifact import HANDLER
 
 PHOTOS = sorted((SAMPLE_DIR / "images").glob("*.jpg"))
 ENDPOINT = "bincount"

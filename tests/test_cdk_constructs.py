@@ -6,9 +6,9 @@ import pytest
 from aws_cdk import App, Stack
 from aws_cdk.assertions import Template
 
+from bincount.cloud.settings import SettingsError, load_settings
 from stacks.images import ImageRef, resolve_images
 from stacks.notifications import PipelineNotifications
-from stacks.settings import SettingsError, load_settings
 
 
 def test_notification_email_is_subscribed() -> None:

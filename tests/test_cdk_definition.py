@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
-from bincount.metrics import RULE_NAMES, TUNING_OBJECTIVE, metric_definitions
+from bincount.cloud.settings import MAX_TUNING_JOB_NAME
+from bincount.training.metrics import RULE_NAMES, TUNING_OBJECTIVE, metric_definitions
 from stacks.pipeline import definition as d
 from stacks.pipeline.asl import PLACEHOLDERS, SAGEMAKER_API_ERRORS, format_string, to_json
-from stacks.settings import MAX_TUNING_JOB_NAME
 from tests.test_cdk_support import Synthesized, synthesized
 
 

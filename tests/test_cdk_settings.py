@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from stacks.settings import (
+from bincount.cloud.settings import (
     MAX_NAME_PREFIX,
     MAX_TUNING_JOB_NAME,
     RUN_ID_LENGTH,

@@ -26,8 +26,8 @@ from moto.core.responses import ActionResult
 from moto.sagemaker.models import FakeEndpoint, SageMakerModelBackend
 from moto.sagemaker.responses import SageMakerResponse
 
-from bincount.manifest import SOURCE_BUCKET, build_manifest, load_file_list
-from bincount.metrics import IMAGES_PER_SECOND, RULE_NAMES, TEST_ACCURACY, TUNING_OBJECTIVE
+from bincount.data.manifest import SOURCE_BUCKET, build_manifest, load_file_list
+from bincount.training.metrics import IMAGES_PER_SECOND, RULE_NAMES, TEST_ACCURACY, TUNING_OBJECTIVE
 from stacks.pipeline import definition as d
 from stacks.pipeline.asl import to_json
 from stacks.pipeline.requests import DEBUGGER_RULES
@@ -579,7 +579,7 @@ def test_console_inputs_run_with_defaults(deploy: Any, console_input: dict[str, 
         "weight-decay": (1e-3, 1e-1, "Linear"),
     }
     # The very ranges the local twin searches.
-    from bincount.tuning import DEFAULT_RANGES
+    from bincount.training.tuning import DEFAULT_RANGES
 
     assert {n: (float(r["MinValue"]), float(r["MaxValue"]), r["ScalingType"]) for n, r in ranges.items()} == {
         r.name: (r.min_value, r.max_value, r.scaling) for r in DEFAULT_RANGES

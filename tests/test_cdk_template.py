@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from aws_cdk.assertions import Match
 
-from bincount.manifest import SPLITS, read_manifest, split_counts
+from bincount.data.manifest import SPLITS, read_manifest, split_counts
 from stacks.storage import dataset_manifest
 from tests.test_cdk_support import Synthesized, synthesized
 

@@ -12,7 +12,9 @@ import pytest
 from botocore.stub import Stubber
 
 from bincount.cli import main
-from bincount.client import (
+from bincount.local.api import LocalApi, load_handler, load_lambda_module
+from bincount.local.endpoint import LocalSageMaker
+from bincount.serving.client import (
     ApiClient,
     ApiSettings,
     ConfigError,
@@ -21,8 +23,6 @@ from bincount.client import (
     resolve_api,
     resolve_endpoint,
 )
-from bincount.local_api import LocalApi, load_handler, load_lambda_module
-from bincount.local_endpoint import LocalSageMaker
 from tests.serving_helpers import (
     ENDPOINT,
     CannedResponse,

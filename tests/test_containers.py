@@ -15,7 +15,7 @@ import pytest
 from aws_cdk.assertions import Annotations, Match, Template
 
 from bincount import versions
-from bincount.local_endpoint import ServedModel
+from bincount.local.endpoint import ServedModel
 from stacks.app_builder import build_app
 from stacks.endpoint_image import DOCKERFILE, PREBUILT_WARNING_ID
 from stacks.pipeline.definition import APPLY_DEFAULTS

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from bincount import cost
 from bincount.cli import main
-from bincount.cost import CLASSIC, CostError, CostModel, Dataset, Recipe, compare
+from bincount.cloud import cost
+from bincount.cloud.cost import CLASSIC, CostError, CostModel, Dataset, Recipe, compare
 
 DATASET = Dataset(train=8000, valid=1000, test=1000)
 OURS = Recipe(

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from bincount.data import ChannelDataset, DataError, collate_skipping_bad, scan_channel
-from bincount.dataset import SAMPLE_DIR, sample_entries
-from bincount.transforms import IMAGE_SIZE, eval_transform, train_transform
+from bincount.data.channel import ChannelDataset, DataError, collate_skipping_bad, scan_channel
+from bincount.data.sample import SAMPLE_DIR, sample_entries
+from bincount.data.transforms import IMAGE_SIZE, eval_transform, train_transform
 
 
 def test_vendored_sample_matches_the_manifest() -> None:
@@ -53,7 +53,7 @@ def test_corrupt_and_truncated_images_are_skipped_and_counted(channels, tmp_path
     (root / "4" / "garbage.jpg").write_bytes(b"this is not a jpeg at all")
     dataset = ChannelDataset(root, eval_transform())
     assert len(dataset) == 12
-    with caplog.at_level(logging.WARNING, logger="bincount.data"):
+    with caplog.at_level(logging.WARNING, logger="bincount.data.channel"):
         items = [dataset[i] for i in range(len(dataset))]
     bad = [s.path.name for s, item in zip(dataset.samples, items, strict=True) if item is None]
     assert sorted(bad) == ["garbage.jpg", "truncated.jpg"]

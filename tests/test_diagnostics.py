@@ -1,4 +1,4 @@
-"""The in-process training rules and profile (bincount.diagnostics) on real tensors and real training steps.
+"""The in-process training rules and profile (bincount.training.diagnostics) on real tensors and real training steps.
 
 Each rule fires on a case built to show its problem and stays quiet on a healthy run; the training loop is the real
 ``train_one_epoch`` / ``evaluate`` over small in-memory datasets (no photos: these run in seconds).
@@ -16,8 +16,9 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from bincount.data import collate_skipping_bad
-from bincount.diagnostics import (
+from bincount.data.channel import collate_skipping_bad
+from bincount.data.labels import NUM_CLASSES
+from bincount.training.diagnostics import (
     DIAGNOSTICS_FILE,
     ISSUES_FOUND,
     NO_ISSUES_FOUND,
@@ -25,10 +26,9 @@ from bincount.diagnostics import (
     TrainingDiverged,
     TrainingMonitor,
 )
-from bincount.labels import NUM_CLASSES
-from bincount.metrics import RULE_NAMES, metric_definitions
-from bincount.report import render_report
-from bincount.train import evaluate, get_args_parser, train_one_epoch
+from bincount.training.metrics import RULE_NAMES, metric_definitions
+from bincount.training.report import render_report
+from bincount.training.train import evaluate, get_args_parser, train_one_epoch
 
 FEATURES = 16
 
@@ -77,7 +77,7 @@ def train(
     argv: tuple[str, ...] = (),
     output_dir: Path | None = None,
 ) -> TrainingMonitor:
-    """The real loop of bincount.train with a monitor; returns the monitor (after writing diagnostics.json)."""
+    """The real loop of bincount.training.train with a monitor; returns the monitor (after writing diagnostics.json)."""
     device = torch.device("cpu")
     monitor = TrainingMonitor(options(*argv), device, num_classes=NUM_CLASSES, output_dir=output_dir)
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
@@ -247,7 +247,7 @@ def test_profiler_writes_a_chrome_trace_and_top_operators(tmp_path) -> None:
 
 
 def test_report_is_self_contained_and_names_every_rule(tmp_path) -> None:
-    from bincount import plots
+    from bincount.training import plots
 
     monitor = train(mlp(), separable(), separable(seed=1), epochs=3, lr=1e-12)
     drawn = {

@@ -13,11 +13,11 @@ import torch
 from PIL import Image
 from torchvision import transforms as tv
 
-from bincount.data import DataError
-from bincount.features import CachedViews, FeatureSet, extract_channel, find_cache, load_cache
-from bincount.jobs import JobResult, run_job
-from bincount.model import ModelConfig, build_model
-from bincount.transforms import eval_transform, train_transform
+from bincount.data.channel import DataError
+from bincount.data.transforms import eval_transform, train_transform
+from bincount.model.network import ModelConfig, build_model
+from bincount.training.features import CachedViews, FeatureSet, extract_channel, find_cache, load_cache
+from bincount.training.jobs import JobResult, run_job
 
 from .conftest import FAST_HYPERPARAMETERS
 
@@ -102,7 +102,7 @@ def test_final_job_on_cached_features_writes_a_whole_model(extracted: JobResult,
     assert job.returncode == 0, job.log[-3000:]
     report = json.loads((job.output_dir / "evaluation.json").read_text())
     assert report["n_test"] == 10  # tested on the photos, through backbone + head
-    from bincount.model import load_model
+    from bincount.model.network import load_model
 
     assert load_model(job.model_dir)(torch.randn(1, 3, 224, 224)).shape == (1, 5)
 

@@ -12,8 +12,8 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
-from bincount.labels import COUNTS
-from bincount.local_endpoint import ContainerModel, Endpoint, LocalSageMaker
+from bincount.data.labels import COUNTS
+from bincount.local.endpoint import ContainerModel, Endpoint, LocalSageMaker
 from tests.serving_helpers import ENDPOINT, encode, photo, photo_bytes, png_header_only, set_aws_env
 
 

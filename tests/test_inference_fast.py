@@ -12,10 +12,10 @@ import pytest
 import torch
 from PIL import Image
 
-from bincount.data import load_rgb
-from bincount.model import ModelMismatchError, load_model
-from bincount.quantize import ENGINE, INT8_CHECK, INT8_FILE, INT8_META, MIN_CHECK_COSINE
-from bincount.transforms import eval_transform
+from bincount.data.channel import load_rgb
+from bincount.data.transforms import eval_transform
+from bincount.model.network import ModelMismatchError, load_model
+from bincount.model.quantize import ENGINE, INT8_CHECK, INT8_FILE, INT8_META, MIN_CHECK_COSINE
 from tests.serving_helpers import PHOTOS, import_handler, photo_bytes
 
 # Per-photo agreement of the backbone's 2048 features, int8 against fp32 (cosine similarity). Post-training static

@@ -13,11 +13,11 @@ import torch
 from PIL import Image, ImageOps
 from sagemaker_inference.errors import BaseInferenceToolkitError
 
-from bincount import transforms
-from bincount.imaging import RequestError
-from bincount.labels import COUNTS
-from bincount.media import MAX_PAYLOAD_BYTES
-from bincount.model import MODEL_FILE, ModelConfig, ModelMismatchError
+from bincount.data import transforms
+from bincount.data.labels import COUNTS
+from bincount.model.network import MODEL_FILE, ModelConfig, ModelMismatchError
+from bincount.serving.imaging import RequestError
+from bincount.serving.media import MAX_PAYLOAD_BYTES
 from tests.serving_helpers import encode, import_handler, photo, photo_bytes, png_header_only
 
 handler = import_handler("endpoint_inference_under_test")

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from bincount.labels import COUNTS
-from bincount.local_endpoint import ContainerModel
-from bincount.model import MODEL_FILE, ModelMismatchError
+from bincount.data.labels import COUNTS
+from bincount.local.endpoint import ContainerModel
+from bincount.model.network import MODEL_FILE, ModelMismatchError
 from tests.serving_helpers import (
     BROKEN_PROGRAM,
     artifact_copy,

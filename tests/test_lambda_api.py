@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 
-from bincount import media
-from bincount.local_api import LAMBDA_DIR, load_lambda_module
-from bincount.local_endpoint import ContainerModel, Endpoint, LocalSageMaker
+from bincount.local.api import LAMBDA_DIR, load_lambda_module
+from bincount.local.endpoint import ContainerModel, Endpoint, LocalSageMaker
+from bincount.serving import media
 from tests.serving_helpers import (
     BROKEN_PROGRAM,
     ENDPOINT,

@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from bincount.local_api import MAX_EVENT_BYTES, LocalApi, load_handler, load_lambda_module, proxy_event
-from bincount.local_endpoint import LocalSageMaker
+from bincount.local.api import MAX_EVENT_BYTES, LocalApi, load_handler, load_lambda_module, proxy_event
+from bincount.local.endpoint import LocalSageMaker
 from tests.serving_helpers import ENDPOINT, encode, photo, photo_bytes, rest_event, set_aws_env
 
 API_KEY = "local-test-key"

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from bincount.manifest import (
+from bincount.data.manifest import (
     DEFAULT_FILE_LIST,
     SPLITS,
     ManifestError,

@@ -7,14 +7,14 @@ import re
 
 import pytest
 
-from bincount.evaluation import evaluate_counts
-from bincount.metrics import METRIC_NAMES, format_metric, metric_definitions, parse_metrics
+from bincount.training.evaluation import evaluate_counts
+from bincount.training.metrics import METRIC_NAMES, format_metric, metric_definitions, parse_metrics
 
 
 @pytest.mark.parametrize("value", [1.4525, 0.34, 0.0, 12.0, 3.5e-07, 123456789.0])
 def test_every_metric_line_reads_back_with_its_definition(value) -> None:
     for definition in metric_definitions():
-        line = f"2026-11-24 02:19:57,044 INFO bincount.train: {format_metric(definition['Name'], value)}"
+        line = f"2026-11-24 02:19:57,044 INFO bincount.training.train: {format_metric(definition['Name'], value)}"
         match = re.search(definition["Regex"], line)
         assert match, (definition, line)
         assert math.isclose(float(match.group(1)), value, rel_tol=1e-5)
@@ -24,7 +24,7 @@ def test_regexes_do_not_confuse_similar_names() -> None:
     log = (
         "train:loss=9.0\nvalid:loss=1.5\nvalid:accuracy=0.25\ntest:accuracy=0.5\ntest:rmse=1.1\n"
         "xvalid:loss=7\nmy:valid:loss=8\nrule:Overfit=1\nrule:OverfitX=1\nxrule:Overfit=1\n"
-        "INFO bincount.diagnostics: rule:ClassImbalance=0\nprofile:images_per_second=123.5\n"
+        "INFO bincount.training.diagnostics: rule:ClassImbalance=0\nprofile:images_per_second=123.5\n"
     )
     parsed = parse_metrics(log)
     assert {k: v for k, v in parsed.items() if v} == {

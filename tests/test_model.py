@@ -7,7 +7,7 @@ import urllib.error
 import pytest
 import torch
 
-from bincount.model import (
+from bincount.model.network import (
     ModelConfig,
     ModelMismatchError,
     PretrainedWeightsUnavailable,

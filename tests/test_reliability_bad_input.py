@@ -22,9 +22,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from bincount.local_api import load_lambda_module
-from bincount.local_endpoint import LocalSageMaker
-from bincount.media import MAX_PAYLOAD_BYTES
+from bincount.local.api import load_lambda_module
+from bincount.local.endpoint import LocalSageMaker
+from bincount.serving.media import MAX_PAYLOAD_BYTES
 from tests.serving_helpers import (
     ENDPOINT,
     encode,

@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 
 from bench.load import photo_bodies, run_load
-from bincount.local_api import LocalApi, load_handler, load_lambda_module
-from bincount.local_endpoint import ContainerModel, Endpoint, LocalSageMaker
+from bincount.local.api import LocalApi, load_handler, load_lambda_module
+from bincount.local.endpoint import ContainerModel, Endpoint, LocalSageMaker
 from tests.serving_helpers import ENDPOINT, photo_bytes, set_aws_env
 
 

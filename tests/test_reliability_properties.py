@@ -15,8 +15,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bincount.local_api import load_lambda_module
-from bincount.local_endpoint import ContainerModel, Endpoint, LocalSageMaker
+from bincount.local.api import load_lambda_module
+from bincount.local.endpoint import ContainerModel, Endpoint, LocalSageMaker
 from tests.serving_helpers import ENDPOINT, rest_event, set_aws_env
 
 api = load_lambda_module("api")

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from bincount.local_api import load_lambda_module
+from bincount.local.api import load_lambda_module
 from stacks.nag import FINDINGS, WILDCARDS
 from tests.serving_helpers import rest_event
 from tests.test_cdk_support import ROOT, Synthesized, synthesized

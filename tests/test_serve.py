@@ -17,9 +17,9 @@ from typing import Any
 
 import pytest
 
-from bincount.labels import COUNTS
-from bincount.local_endpoint import ServedModel
-from bincount.serve import MAX_REQUEST_BYTES, ModelServer
+from bincount.data.labels import COUNTS
+from bincount.local.endpoint import ServedModel
+from bincount.serving.server import MAX_REQUEST_BYTES, ModelServer
 from tests.serving_helpers import encode, photo, photo_bytes, png_header_only
 
 # What the endpoint image does not install (inference/serving-requirements.txt): a server that imports any of them

@@ -15,13 +15,13 @@ import pytest
 import torch
 from PIL import Image
 
-from bincount.data import ChannelDataset
-from bincount.evaluation import evaluate_counts
-from bincount.jobs import TRAINING_DIR, JobResult, hyperparameter_args, run_job, sagemaker_env
-from bincount.labels import index_to_count
-from bincount.metrics import RULE_NAMES, metric_definitions
-from bincount.model import load_model
-from bincount.transforms import eval_transform
+from bincount.data.channel import ChannelDataset
+from bincount.data.labels import index_to_count
+from bincount.data.transforms import eval_transform
+from bincount.model.network import load_model
+from bincount.training.evaluation import evaluate_counts
+from bincount.training.jobs import TRAINING_DIR, JobResult, hyperparameter_args, run_job, sagemaker_env
+from bincount.training.metrics import RULE_NAMES, metric_definitions
 
 from .conftest import FAST_HYPERPARAMETERS
 

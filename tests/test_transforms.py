@@ -1,4 +1,4 @@
-"""The endpoint's 8-bit transforms (:func:`bincount.transforms.eval_batch`) against training's evaluation transforms,
+"""The endpoint's 8-bit transforms (:func:`bincount.data.transforms.eval_batch`) against training's evaluation transforms,
 on the real vendored photos and on the shapes and modes a client may send."""
 
 from __future__ import annotations
@@ -7,8 +7,8 @@ import pytest
 import torch
 from PIL import Image
 
-from bincount.data import load_rgb
-from bincount.transforms import IMAGE_SIZE, IMAGENET_STD, eval_batch, eval_transform, resized_size
+from bincount.data.channel import load_rgb
+from bincount.data.transforms import IMAGE_SIZE, IMAGENET_STD, eval_batch, eval_transform, resized_size
 from tests.serving_helpers import PHOTOS
 
 _STD = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)

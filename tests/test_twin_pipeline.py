@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from bincount.data import DataError
-from bincount.dataset import SAMPLE_DIR
-from bincount.manifest import build_manifest, load_file_list
-from bincount.sources import build_dataset, dataset_from_folder, download_subset
-from bincount.tuning import DEFAULT_RANGES, ContinuousRange, best_trial, objective_from_log, sample_trials
-from bincount.twin import RunFolder, TwinSettings, run_pipeline
+from bincount.data.channel import DataError
+from bincount.data.manifest import build_manifest, load_file_list
+from bincount.data.sample import SAMPLE_DIR
+from bincount.data.sources import build_dataset, dataset_from_folder, download_subset
+from bincount.local.pipeline import RunFolder, TwinSettings, run_pipeline
+from bincount.training.tuning import DEFAULT_RANGES, ContinuousRange, best_trial, objective_from_log, sample_trials
 
 
 def test_trials_stay_inside_the_cloud_ranges_and_are_seeded() -> None:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from bincount.dataset import SAMPLE_DIR
+from bincount.data.sample import SAMPLE_DIR
 
 pytestmark = pytest.mark.slow
 
@@ -233,7 +233,7 @@ def test_ctrl_c_stops_every_process(twin: Twin) -> None:
 
 
 def test_the_page_links_the_training_report_which_the_local_api_serves(tmp_path: Path) -> None:
-    from bincount.cli_up import web_pages
+    from bincount.cli.up import web_pages
 
     report = tmp_path / "report.html"
     report.write_text("<!DOCTYPE html><title>bincount training report</title>", encoding="utf-8")

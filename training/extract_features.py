@@ -7,7 +7,7 @@ on these (their ``features`` channel) instead of running the backbone every epoc
 
 import sys
 
-from bincount.features import main
+from bincount.training.features import main
 
 if __name__ == "__main__":
     sys.exit(main())

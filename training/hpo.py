@@ -6,7 +6,7 @@ tuning job minimises ``valid:loss``. Same options as train_model.py; it never to
 
 import sys
 
-from bincount.train import main, parse_args
+from bincount.training.train import main, parse_args
 
 if __name__ == "__main__":
     sys.exit(main(parse_args(), final=False))

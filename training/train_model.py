@@ -7,7 +7,7 @@ Run ``python train_model.py --help`` for the options.
 
 import sys
 
-from bincount.train import main, parse_args
+from bincount.training.train import main, parse_args
 
 if __name__ == "__main__":
     sys.exit(main(parse_args(), final=True))

@@ -9,7 +9,8 @@ from aws_cdk import aws_sns as sns
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
-from bincount.manifest import SOURCE_BUCKET
+from bincount.cloud.settings import Settings
+from bincount.data.manifest import SOURCE_BUCKET
 from stacks.endpoint_image import ServingImage
 from stacks.images import ContainerImages
 from stacks.log_groups import log_group
@@ -18,7 +19,6 @@ from stacks.permissions import Arns, attach
 from stacks.pipeline.asl import INFERENCE_IMAGE, to_json
 from stacks.pipeline.definition import PipelineSpec, pipeline_definition
 from stacks.pipeline.iam import sagemaker_execution_permissions, state_machine_permissions
-from stacks.settings import Settings
 
 
 def pipeline_defaults(settings: Settings, images: ContainerImages) -> dict[str, object]:

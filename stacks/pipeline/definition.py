@@ -28,7 +28,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from bincount.metrics import RULE_PREFIX, TEST_ACCURACY
+from bincount.training.metrics import RULE_PREFIX, TEST_ACCURACY
 from stacks.pipeline import requests
 from stacks.pipeline.asl import (
     ANY_ERROR,
@@ -119,7 +119,7 @@ ENDPOINT_TIMED_OUT_ERROR = "EndpointTimedOut"
 
 MAP_LABEL = "CopyImages"
 TEST_ACCURACY_PATH = "$.gate.testAccuracies[0]"
-# The rules (bincount.diagnostics) whose final rule:<Name> metric is 1, by name, from FindTrainingIssues.
+# The rules (bincount.training.diagnostics) whose final rule:<Name> metric is 1, by name, from FindTrainingIssues.
 TRAINING_ISSUES_PATH = "$.diagnostics.issues"
 SOURCE_KEY_FIELD = "source_key"
 DEST_KEY_FIELD = "dest_key"

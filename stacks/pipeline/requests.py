@@ -10,9 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from bincount.manifest import SPLITS
-from bincount.metrics import TUNING_OBJECTIVE, metric_definitions
-from bincount.tuning import DEFAULT_RANGES
+from bincount.data.manifest import SPLITS
+from bincount.training.metrics import TUNING_OBJECTIVE, metric_definitions
+from bincount.training.tuning import DEFAULT_RANGES
 from stacks.pipeline.asl import DATA_BUCKET, SAGEMAKER_ROLE_ARN, TRAINING_SOURCE_URL
 from stacks.storage import JOBS_PREFIX
 
@@ -36,8 +36,8 @@ TUNING_CHANNELS_PATH = "$.channels.tuning"
 TRAINING_CHANNELS_PATH = "$.channels.training"
 FEATURES_ARTIFACT_PATH = "$.features.ModelArtifacts.S3ModelArtifacts"
 
-# (hyperparameter, min setting, max setting, scaling): the scalings are bincount.tuning's, which the local twin
-# searches too; the bounds come from the settings (whose defaults are bincount.tuning's as well).
+# (hyperparameter, min setting, max setting, scaling): the scalings are bincount.training.tuning's, which the local twin
+# searches too; the bounds come from the settings (whose defaults are bincount.training.tuning's as well).
 _RANGE_SETTINGS = {
     "lr": ("lrMin", "lrMax"),
     "eps": ("epsMin", "epsMax"),
@@ -239,7 +239,7 @@ def training_job(ctx: RequestContext) -> dict[str, Any]:
         "ResourceConfig": _resources("$.config.trainingInstanceType"),
         "StoppingCondition.$": "$.capacity.stoppingCondition",
         "EnableManagedSpotTraining.$": "$.capacity.spot",
-        # Checkpoints every epoch: a spot interruption resumes where it stopped (bincount.checkpoint).
+        # Checkpoints every epoch: a spot interruption resumes where it stopped (bincount.training.checkpoint).
         "CheckpointConfig": {"S3Uri.$": "$.run.checkpointUri", "LocalPath": CHECKPOINT_LOCAL_PATH},
         **_debugger(ctx),
         "Tags": _tags(),

@@ -1,0 +1,105 @@
+"""``bincount cost``: what one pipeline run and the idle endpoint cost with the current settings, against the
+classic recipe (see :mod:`bincount.cloud.cost`).
+
+The settings are the CDK app's: ``cdk.json``'s context read through ``stacks/settings.py`` (same defaults, same
+validation), with ``--set key=value`` overriding a key as ``npx cdk deploy -c key=value`` or an execution input
+would. The dataset size comes from the manifest the app deploys (``maxImagesPerCount`` applied).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def add_cost_command(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "cost",
+        help="estimate what one pipeline run and the idle endpoint cost, against the classic recipe",
+        description=(__doc__ or "").split("\n\n")[0],
+    )
+    p.add_argument(
+        "--cdk-json",
+        type=Path,
+        default=PROJECT_ROOT / "cdk.json",
+        help="the CDK app's cdk.json whose context holds the settings (default: the checkout's)",
+    )
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a setting, as -c KEY=VALUE does for cdk deploy (repeatable), e.g. --set featureCache=false",
+    )
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.set_defaults(func=run_cost)
+
+
+def _overrides(pairs: list[str]) -> dict[str, str]:
+    found = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"--set expects KEY=VALUE, got {pair!r}")
+        found[key.strip()] = value
+    return found
+
+
+def load_cost_settings(cdk_json: Path, overrides: dict[str, str], environ: dict[str, str]) -> Any:
+    """The app's Settings from ``cdk_json``'s context plus ``overrides`` (strings, parsed like ``-c``)."""
+    if str(PROJECT_ROOT) not in sys.path:
+        sys.path.insert(0, str(PROJECT_ROOT))  # stacks/ lives next to the package in the checkout
+    from bincount.cloud.settings import SETTING_SPECS, load_settings
+
+    context = json.loads(cdk_json.read_text(encoding="utf-8")).get("context", {})
+    known = {spec.key for spec in SETTING_SPECS}
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        raise ValueError(f"unknown setting(s) {', '.join(unknown)}; settings: {', '.join(sorted(known))}")
+    context = {**context, **overrides}
+    return load_settings(context.get, environ)
+
+
+def dataset_from(max_images_per_count: int | None) -> Any:
+    from bincount.cloud.cost import Dataset
+    from bincount.data.manifest import build_manifest, load_file_list, split_counts
+
+    counts = split_counts(build_manifest(load_file_list(), max_per_class=max_images_per_count))
+    return Dataset(**{split: sum(counts.get(split, {}).values()) for split in ("train", "valid", "test")})
+
+
+def recipe_from(settings: Any) -> Any:
+    from bincount.cloud.cost import Recipe
+
+    return Recipe(
+        name="ours",
+        tuning_instance_type=settings.tuning_instance_type,
+        training_instance_type=settings.training_instance_type,
+        endpoint_instance_type=settings.endpoint_instance_type,
+        tuning_jobs=settings.tuning_max_jobs,
+        epochs=settings.epochs,
+        feature_cache=settings.feature_cache,
+        use_spot=settings.use_spot,
+    )
+
+
+def run_cost(args: argparse.Namespace) -> int:
+    from bincount.cloud.cost import CostError, compare, format_table
+
+    try:
+        settings = load_cost_settings(args.cdk_json, _overrides(args.set), dict(os.environ))
+        comparison = compare(recipe_from(settings), dataset_from(settings.max_images_per_count))
+    except (OSError, ValueError, CostError) as e:  # SettingsError and CostError are ValueErrors
+        print(f"bincount cost: {e}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(comparison.to_json(), indent=2))
+    else:
+        print(format_table(comparison))
+    return 0
