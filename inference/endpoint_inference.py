@@ -1,19 +1,19 @@
 """SageMaker PyTorch inference handler (DESIGN.md §4): a bin photo in, the object count out.
 
 The AWS PyTorch inference container loads this module from the model artifact's ``code/`` (``SAGEMAKER_PROGRAM``)
-and calls the four functions below. Client mistakes raise :class:`bincount.serving.imaging.RequestError`, a toolkit error
-with a 4xx status; anything else becomes the toolkit's 500.
+and calls the four functions below. Client mistakes raise :class:`bincount.serving.imaging.RequestError`, a toolkit
+error with a 4xx status; anything else becomes the toolkit's 500.
 
 Runs in the endpoint image (``bincount serve``, torch 2.10) and in AWS's prebuilt PyTorch inference container (torch
-2.6, py312): imports only torch, torchvision, Pillow, numpy and the ``bincount`` modules that ``bincount.model.artifact``
-packs beside it. ``model_fn`` logs the path it serves once, as ``serving path: int8`` or
+2.6, py312): imports only torch, torchvision, Pillow, numpy and the ``bincount`` modules that
+``bincount.model.artifact`` packs beside it. ``model_fn`` logs the path it serves once, as ``serving path: int8`` or
 ``serving path: fp32 (<why>)``.
 
 Two paths, the same answers (tests/test_inference_fast.py checks them against each other on real photos):
 
-- fast (default): the evaluation transforms computed on 8-bit pixels in torch (:func:`bincount.data.transforms.eval_batch`,
-  within one grey level of Pillow's), the int8 backbone that training quantised (``backbone_int8.pt``, see
-  :mod:`bincount.model.quantize`) and the fp32 head, 2 intra-op threads at most.
+- fast (default): the evaluation transforms computed on 8-bit pixels in torch
+  (:func:`bincount.data.transforms.eval_batch`, within one grey level of Pillow's), the int8 backbone that training
+  quantised (``backbone_int8.pt``, see :mod:`bincount.model.quantize`) and the fp32 head, 2 intra-op threads at most.
 - reference (``BINCOUNT_REFERENCE=1`` in the environment): the exact fp32 eager path of training's evaluation:
   the evaluation transforms and the fp32 network. Anyone can check the agreement with it.
 

@@ -10,7 +10,6 @@ that it is out of patch.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 from aws_cdk import Annotations, IgnoreMode
 from aws_cdk import aws_ecr_assets as ecr_assets
@@ -18,10 +17,10 @@ from constructs import Construct
 
 from bincount import versions
 from bincount.cloud.settings import Settings
+from bincount.paths import PROJECT_ROOT
 from stacks.images import ContainerImages
 from stacks.permissions import Arns
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DOCKERFILE = "inference/Dockerfile"
 """Relative to the build context, the repository root (``.dockerignore`` narrows it to what the image copies)."""
 PREBUILT_WARNING_ID = "bincount:PrebuiltServingImage"

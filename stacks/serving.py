@@ -19,11 +19,12 @@ from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
 
 from bincount.cloud.settings import Settings
+from bincount.paths import LAMBDA_DIR
 from stacks.log_groups import log_group
 from stacks.nag import NagWildcard, suppress, suppress_wildcards
 from stacks.permissions import Arns, Permission, attach
 
-HANDLER_DIR = Path(__file__).resolve().parent.parent / "lambda"
+HANDLER_DIR = LAMBDA_DIR
 HANDLER = "api.handler"
 STAGE_NAME = "v1"
 BINARY_MEDIA_TYPES: tuple[str, ...] = ("image/jpeg", "image/png", "application/x-image")

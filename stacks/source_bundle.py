@@ -7,11 +7,11 @@ snapshot and deploys only change when the code does.
 
 Layout (the tarball's root is the job's working directory)::
 
-    hpo.py  extract_features.py  train_model.py  requirements.txt  bincount/*.py
+    hpo.py  extract_features.py  train_model.py  requirements.txt  bincount/**/*.py (each package's __init__)
     inference/endpoint_inference.py  [inference/requirements.txt]
 
-``bincount.model.artifact`` finds the inference handler at ``<root>/inference/endpoint_inference.py`` next to the package,
-which is why the handler travels here too: the final job copies it into the model artifact's ``code/``.
+``bincount.model.artifact`` finds the inference handler at ``<root>/inference/endpoint_inference.py`` next to the
+package, which is why the handler travels here too: the final job copies it into the model artifact's ``code/``.
 """
 
 from __future__ import annotations
@@ -28,7 +28,8 @@ from aws_cdk import AssetHashType, BundlingOptions, BundlingOutput, DockerImage,
 from aws_cdk import aws_s3_assets as s3_assets
 from constructs import Construct
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+from bincount.paths import PROJECT_ROOT
+
 TARBALL_NAME = "sourcedir.tar.gz"
 _FIXED_MTIME = 0
 _FILE_MODE = 0o644
@@ -55,7 +56,7 @@ def source_members(root: Path = PROJECT_ROOT) -> list[tuple[str, Path]]:
     if optional.is_file():
         members["inference/requirements.txt"] = optional
     package = root / "bincount"
-    members.update({f"bincount/{path.name}": path for path in package.glob("*.py")})
+    members.update({path.relative_to(root).as_posix(): path for path in package.rglob("*.py")})
     if "bincount/__init__.py" not in members:
         raise FileNotFoundError(f"training source incomplete, missing: {package / '__init__.py'}")
     return sorted(members.items())

@@ -31,8 +31,9 @@ def test_layout_is_what_script_mode_and_the_artifact_code_expect(tmp_path: Path)
         "requirements.txt",
         "inference/endpoint_inference.py",
     } <= set(members)
-    package = {p.name for p in (PROJECT_ROOT / "bincount").glob("*.py")}
-    assert {m.removeprefix("bincount/") for m in members if m.startswith("bincount/")} == package
+    package = {p.relative_to(PROJECT_ROOT).as_posix() for p in (PROJECT_ROOT / "bincount").rglob("*.py")}
+    assert {m for m in members if m.startswith("bincount/")} == package
+    assert {"bincount/__init__.py", "bincount/training/__init__.py", "bincount/training/train.py"} <= package
     assert not [m for m in members if "__pycache__" in m or m.endswith(".pyc")]
     with tarfile.open(archive, "r:gz") as tar:
         hpo = tar.extractfile("hpo.py").read()  # type: ignore[union-attr]

@@ -234,7 +234,8 @@ def test_the_endpoint_runs_the_projects_image_asset(synth: Synthesized) -> None:
     assert not others and asset_hash in image
     assert asset["source"]["dockerFile"] == DOCKERFILE and asset["source"]["platform"] == "linux/amd64"
     staged = synth.outdir / asset["source"]["directory"]
-    assert (staged / "bincount" / "serve.py").is_file() and (staged / "inference" / "endpoint_inference.py").is_file()
+    assert (staged / "bincount" / "serving" / "server.py").is_file()
+    assert (staged / "inference" / "endpoint_inference.py").is_file()
     assert not (staged / "tests").exists() and not (staged / ".venv").exists()
     # The SageMaker role may pull it: the asset repository is among the ECR statement's resources.
     pulls = [

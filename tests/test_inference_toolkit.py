@@ -32,9 +32,18 @@ def container(model_dir: Path) -> ContainerModel:
 def test_the_artifact_ships_its_handler_and_what_it_imports(model_dir: Path) -> None:
     code = model_dir / "code"
     assert (code / "endpoint_inference.py").is_file()
-    shipped = {p.name for p in (code / "bincount").glob("*.py")}
-    assert {"imaging.py", "media.py", "model.py", "transforms.py", "labels.py"} <= shipped
-    assert "local_endpoint.py" not in shipped  # only what the handler needs
+    shipped = {p.relative_to(code).as_posix() for p in (code / "bincount").rglob("*.py")}
+    assert {
+        "bincount/__init__.py",
+        "bincount/serving/__init__.py",
+        "bincount/serving/imaging.py",
+        "bincount/serving/media.py",
+        "bincount/model/__init__.py",
+        "bincount/model/network.py",
+        "bincount/data/transforms.py",
+        "bincount/data/labels.py",
+    } <= shipped
+    assert "bincount/local/endpoint.py" not in shipped  # only what the handler needs
 
 
 @pytest.mark.parametrize(

@@ -39,9 +39,9 @@ def test_final_job_writes_the_artifact_layout(trained_job: JobResult) -> None:
     code = model_dir / "code"
     assert (code / "endpoint_inference.py").is_file()
     assert (code / "bincount" / "__init__.py").is_file()
-    for module in ("model.py", "labels.py", "transforms.py"):
+    for module in ("model/__init__.py", "model/network.py", "data/__init__.py", "data/labels.py", "data/transforms.py"):
         assert (code / "bincount" / module).is_file(), module
-    assert not (code / "bincount" / "train.py").exists(), "only what the handler imports goes into code/"
+    assert not (code / "bincount" / "training").exists(), "only what the handler imports goes into code/"
     for name in ("evaluation.json", "loss_curves.png", "confusion_matrix.png"):
         assert (trained_job.output_dir / name).is_file(), name
     for plot in ("loss_curves.png", "confusion_matrix.png"):

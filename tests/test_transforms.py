@@ -1,5 +1,5 @@
-"""The endpoint's 8-bit transforms (:func:`bincount.data.transforms.eval_batch`) against training's evaluation transforms,
-on the real vendored photos and on the shapes and modes a client may send."""
+"""The endpoint's 8-bit transforms (:func:`bincount.data.transforms.eval_batch`) against training's evaluation
+transforms, on the real vendored photos and on the shapes and modes a client may send."""
 
 from __future__ import annotations
 

@@ -1,9 +1,9 @@
 """``bincount cost``: what one pipeline run and the idle endpoint cost with the current settings, against the
 classic recipe (see :mod:`bincount.cloud.cost`).
 
-The settings are the CDK app's: ``cdk.json``'s context read through ``stacks/settings.py`` (same defaults, same
-validation), with ``--set key=value`` overriding a key as ``npx cdk deploy -c key=value`` or an execution input
-would. The dataset size comes from the manifest the app deploys (``maxImagesPerCount`` applied).
+The settings are the CDK app's: ``cdk.json``'s context read through :mod:`bincount.cloud.settings`, the table stacks/
+uses (same defaults, same validation), with ``--set key=value`` overriding a key as ``npx cdk deploy -c key=value`` or
+an execution input would. The dataset size comes from the manifest the app deploys (``maxImagesPerCount`` applied).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+from bincount.paths import CDK_JSON
 
 
 def add_cost_command(sub: argparse._SubParsersAction) -> None:
@@ -27,7 +27,7 @@ def add_cost_command(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--cdk-json",
         type=Path,
-        default=PROJECT_ROOT / "cdk.json",
+        default=CDK_JSON,
         help="the CDK app's cdk.json whose context holds the settings (default: the checkout's)",
     )
     p.add_argument(
@@ -53,8 +53,6 @@ def _overrides(pairs: list[str]) -> dict[str, str]:
 
 def load_cost_settings(cdk_json: Path, overrides: dict[str, str], environ: dict[str, str]) -> Any:
     """The app's Settings from ``cdk_json``'s context plus ``overrides`` (strings, parsed like ``-c``)."""
-    if str(PROJECT_ROOT) not in sys.path:
-        sys.path.insert(0, str(PROJECT_ROOT))  # stacks/ lives next to the package in the checkout
     from bincount.cloud.settings import SETTING_SPECS, load_settings
 
     context = json.loads(cdk_json.read_text(encoding="utf-8")).get("context", {})

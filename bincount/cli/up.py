@@ -15,6 +15,8 @@ import threading
 import time
 from pathlib import Path
 
+from bincount.paths import SAMPLE_DIR, WEB_DIR
+
 DEFAULT_RUN_DIR = Path("runs/up")
 ENDPOINT_NAME = "bincount-local"
 
@@ -169,7 +171,7 @@ def serve(model_dir: Path, *, port: int, endpoint_port: int, api_key: str | None
         print(f"error: cannot listen on 127.0.0.1:{port} ({e}); choose another with --port", file=sys.stderr)
         return 2
     key_header = f' -H "x-api-key: {api_key}"' if api_key else ""
-    sample = next((Path(__file__).resolve().parent.parent / "data" / "sample" / "images").glob("*.jpg"))
+    sample = next((SAMPLE_DIR / "images").glob("*.jpg"))
     report_line = (
         f"  report:    {api.url}/report.html (training rules and profile)\n" if report and report.is_file() else ""
     )
@@ -199,7 +201,7 @@ def serve(model_dir: Path, *, port: int, endpoint_port: int, api_key: str | None
 
 def web_pages(report: Path | None = None) -> dict[str, tuple[bytes, str]]:
     """The web page, served by the local API at ``/``, and the training run's report.html at ``/report.html``."""
-    page = Path(__file__).resolve().parent / "web" / "index.html"
+    page = WEB_DIR / "index.html"
     pages = {"/": (page.read_bytes(), "text/html; charset=utf-8")}
     if report is not None and report.is_file():
         pages["/report.html"] = (report.read_bytes(), "text/html; charset=utf-8")

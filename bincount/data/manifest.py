@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from bincount.data.labels import COUNTS
+from bincount.paths import DATA_DIR
 
 SOURCE_BUCKET = "aft-vbi-pds"
 SOURCE_REGION = "us-east-1"
@@ -29,7 +30,7 @@ SPLIT_SEED = "bincount-split-v1"
 _DEAL: tuple[str, ...] = ("train",) * 8 + ("valid", "test")
 _METADATA_PATH = re.compile(r"^(?:.*/)?metadata/(?P<id>[0-9A-Za-z_-]+)\.json$")
 
-DEFAULT_FILE_LIST = Path(__file__).resolve().parent.parent / "data" / "file_list.json"
+DEFAULT_FILE_LIST = DATA_DIR / "file_list.json"
 
 
 class ManifestError(ValueError):

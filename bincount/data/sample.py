@@ -13,8 +13,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from bincount.data.manifest import SPLITS, ManifestEntry, build_manifest, load_file_list
-
-SAMPLE_DIR = Path(__file__).resolve().parent.parent / "data" / "sample"
+from bincount.paths import SAMPLE_DIR
 
 
 def sample_entries(sample_dir: Path = SAMPLE_DIR) -> list[ManifestEntry]:

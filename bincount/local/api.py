@@ -37,10 +37,10 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from bincount.local.http import BackgroundServer
+from bincount.paths import LAMBDA_DIR
 
 log = logging.getLogger(__name__)
 
-LAMBDA_DIR = Path(__file__).resolve().parent.parent / "lambda"
 LAMBDA_HANDLER = "api.handler"
 BINARY_MEDIA_TYPES: tuple[str, ...] = ("*/*",)
 """What the stack sets on the REST API: every body reaches the function base64-encoded."""

@@ -44,6 +44,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from bincount.local.http import BackgroundServer
+from bincount.paths import PROJECT_ROOT
 from bincount.serving.media import JSON, MAX_PAYLOAD_BYTES
 
 log = logging.getLogger(__name__)
@@ -237,7 +238,7 @@ def _serve_environment(pythonpath: Sequence[str | Path] = ()) -> dict[str, str]:
     """The server's environment: this one, with ``pythonpath`` and the project root importable (as the image's
     PYTHONPATH makes it)."""
     env = dict(os.environ)
-    root = str(Path(__file__).resolve().parent.parent)
+    root = str(PROJECT_ROOT)
     env["PYTHONPATH"] = os.pathsep.join(str(p) for p in (*pythonpath, root, env.get("PYTHONPATH", "")) if p)
     env["PYTHONUNBUFFERED"] = "1"
     return env

@@ -2,7 +2,8 @@
 
 SageMaker's PyTorch inference container runs ``code/endpoint_inference.py`` (``SAGEMAKER_PROGRAM``) with ``code/``
 on ``sys.path`` and installs ``code/requirements.txt`` if present. We copy the handler and follow its
-``bincount`` imports (recursively, with each package's ``__init__.py``), so the endpoint runs the very same model, transforms and labels as training.
+``bincount`` imports (recursively, with each package's ``__init__.py``), so the endpoint runs the very same
+model, transforms and labels as training.
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ def _runtime_imports(tree: ast.AST) -> list[ast.Import | ast.ImportFrom]:
 
 def project_imports(source: Path) -> set[Path]:
     """The project files a file imports, with the ``__init__.py`` of every package on the way
-    (``bincount.model.network`` -> ``bincount/__init__.py``, ``bincount/model/__init__.py``, ``bincount/model/network.py``)."""
+    (``bincount.model.network`` -> ``bincount/__init__.py``, ``bincount/model/__init__.py``, ``.../network.py``)."""
     tree = ast.parse(source.read_text(encoding="utf-8"), filename=str(source))
     found: set[Path] = set()
     for node in _runtime_imports(tree):

@@ -37,12 +37,11 @@ from types import ModuleType
 from typing import Any
 from urllib.parse import urlsplit
 
+from bincount.paths import HANDLER
 from bincount.serving.media import JSON, MAX_PAYLOAD_BYTES
 
 log = logging.getLogger(__name__)
 
-HANDLER = Path(__file__).resolve().parent.parent / "inference" / "endpoint_inference.py"
-"""The inference handler this server runs: the project's own, installed beside the package in the image."""
 DEFAULT_MODEL_DIR = "/opt/ml/model"
 DEFAULT_PORT = 8080
 MODEL_DIR_ENV = "SM_MODEL_DIR"

@@ -11,8 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-TRAINING_DIR = PROJECT_ROOT / "training"
+from bincount.paths import TRAINING_DIR
 
 
 @dataclass(frozen=True)
