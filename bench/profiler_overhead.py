@@ -24,9 +24,9 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from bincount.data.channel.channel import collate_skipping_bad
-from bincount.data.channel.labels import NUM_CLASSES
-from bincount.model.network.network import HEADS, ModelConfig, build_head
+from bincount.data.channel import collate_skipping_bad
+from bincount.data.labels import NUM_CLASSES
+from bincount.model.network import HEADS, ModelConfig, build_head
 from bincount.training.diagnostics import TrainingMonitor
 from bincount.training.train import get_args_parser, train_one_epoch
 
