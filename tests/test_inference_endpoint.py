@@ -11,7 +11,7 @@ from pathlib import Path
 
 import boto3
 import pytest
-from bincount.data.channel.labels import COUNTS
+from bincount.data.labels import COUNTS
 from botocore.exceptions import ClientError
 
 from bincount.local.endpoint import ContainerModel, Endpoint, LocalSageMaker, ServedModel
