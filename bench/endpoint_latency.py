@@ -89,7 +89,7 @@ def _ours(model_dir: Path) -> tuple[float, object, str]:
         probs = json.loads(text)["probabilities"]
         return text, [probs[str(c)] for c in range(1, 6)]
 
-    return load_s, request, model.serving_path
+    return load_s, request, model.path
 
 
 def _serve(name: str, model_dir: Path, images: Path) -> None:

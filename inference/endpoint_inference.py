@@ -27,6 +27,7 @@ import json
 import logging
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 from PIL import Image
@@ -52,7 +53,21 @@ def reference_mode() -> bool:
     return os.environ.get(REFERENCE_ENV, "").strip().lower() in {"1", "true", "yes", "on"}
 
 
-def model_fn(model_dir: str) -> torch.nn.Module:
+@dataclass(frozen=True)
+class ServingModel:
+    """What :func:`model_fn` loaded: the network in eval mode and the path it serves (``int8`` or ``fp32 (<why>)``),
+    which :func:`predict_fn` follows."""
+
+    network: torch.nn.Module
+    path: str
+
+    @property
+    def fast(self) -> bool:
+        """True on the int8 path: the 8-bit transforms and the int8 backbone."""
+        return self.path == FAST_PATH
+
+
+def model_fn(model_dir: str) -> ServingModel:
     """Rebuild the network from the artifact and load its weights, failing at load (not at the first request)
     when the artifact does not fit.
 
@@ -60,10 +75,10 @@ def model_fn(model_dir: str) -> torch.nn.Module:
         model_dir: the unpacked model artifact (``model.pth``, ``model_config.json``, ``code/``).
 
     Returns:
-        The network in eval mode, its output width checked against the counts: on a CPU, the int8 backbone from
-        ``backbone_int8.pt`` with the fp32 head (unless ``BINCOUNT_REFERENCE=1``, or that file is missing, was made
-        from other weights or disagrees with fp32 on this CPU: then the fp32 network); on a GPU, the fp32 network.
-        ``serving_path`` names which.
+        The :class:`ServingModel`: the network in eval mode, its output width checked against the counts (on a CPU,
+        the int8 backbone from ``backbone_int8.pt`` with the fp32 head, unless ``BINCOUNT_REFERENCE=1``, or that
+        file is missing, was made from other weights or disagrees with fp32 on this CPU: then the fp32 network; on a
+        GPU, the fp32 network), and the path it serves.
 
     Raises:
         FileNotFoundError: no ``model.pth`` in ``model_dir``.
@@ -92,9 +107,8 @@ def model_fn(model_dir: str) -> torch.nn.Module:
             f"the model in {model_dir} predicts {width} classes: the endpoint serves counts {COUNTS[0]}..{COUNTS[-1]} "
             f"({len(COUNTS)} classes)"
         )
-    model.serving_path = path  # type: ignore[assignment]
     log.info("model loaded from %s on %s; serving path: %s", model_dir, device, path)
-    return model
+    return ServingModel(model, path)
 
 
 def input_fn(body: bytes, content_type: str) -> Image.Image:
@@ -118,22 +132,21 @@ def input_fn(body: bytes, content_type: str) -> Image.Image:
     return decode_image(body, content_type)
 
 
-def predict_fn(data: Image.Image, model: torch.nn.Module) -> torch.Tensor:
+def predict_fn(data: Image.Image, model: ServingModel) -> torch.Tensor:
     """Class probabilities of one image, after the evaluation transforms of training (exactly those on the fp32
     paths; on the int8 path, the same steps on 8-bit pixels, see :func:`bincount.data.transforms.eval_batch`).
 
     Args:
         data: the RGB image from :func:`input_fn`.
-        model: the network from :func:`model_fn`.
+        model: what :func:`model_fn` loaded (its path chooses the transforms; reference mode is part of it).
 
     Returns:
         A CPU tensor of ``len(COUNTS)`` probabilities (index i is the count ``COUNTS[i]``).
     """
-    device = next(model.parameters()).device
-    fast = getattr(model, "serving_path", "") == FAST_PATH  # model_fn chose the path, reference mode included
-    batch = (eval_batch(data) if fast else _transform(data).unsqueeze(0)).to(device)
+    device = next(model.network.parameters()).device
+    batch = (eval_batch(data) if model.fast else _transform(data).unsqueeze(0)).to(device)
     with torch.inference_mode():
-        return torch.softmax(model(batch), dim=1)[0].cpu()
+        return torch.softmax(model.network(batch), dim=1)[0].cpu()
 
 
 def output_fn(prediction: torch.Tensor | Sequence[float], accept: str = JSON) -> str:

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import boto3
 import pytest
-from bincount.data.labels import COUNTS
 from botocore.exceptions import ClientError
 
+from bincount.data.labels import COUNTS
 from bincount.local.endpoint import ContainerModel, Endpoint, LocalSageMaker, ServedModel
 from tests.serving_helpers import ENDPOINT, encode, photo, photo_bytes, png_header_only, set_aws_env
 

@@ -30,7 +30,7 @@ MIN_SAME_COUNTS = 0.96
 handler = import_handler("endpoint_inference_fast_under_test")
 
 
-def _load(model_dir: Path, *, reference: bool) -> torch.nn.Module:
+def _load(model_dir: Path, *, reference: bool) -> handler.ServingModel:
     with pytest.MonkeyPatch.context() as mp:
         if reference:
             mp.setenv("BINCOUNT_REFERENCE", "1")
@@ -40,16 +40,16 @@ def _load(model_dir: Path, *, reference: bool) -> torch.nn.Module:
 
 
 @pytest.fixture(scope="module")
-def fast(model_dir: Path) -> torch.nn.Module:
+def fast(model_dir: Path) -> handler.ServingModel:
     return _load(model_dir, reference=False)
 
 
 @pytest.fixture(scope="module")
-def reference(model_dir: Path) -> torch.nn.Module:
+def reference(model_dir: Path) -> handler.ServingModel:
     return _load(model_dir, reference=True)
 
 
-def _predict(body: bytes, model: torch.nn.Module, *, reference: bool, mp: pytest.MonkeyPatch) -> torch.Tensor:
+def _predict(body: bytes, model: handler.ServingModel, *, reference: bool, mp: pytest.MonkeyPatch) -> torch.Tensor:
     if reference:
         mp.setenv("BINCOUNT_REFERENCE", "1")
     else:
@@ -68,15 +68,15 @@ def test_the_artifact_holds_an_int8_backbone_calibrated_on_training_photos(model
 def test_fast_path_agrees_with_the_exact_fp32_path(fast, reference, monkeypatch) -> None:
     """Every vendored photo through the real fast path, against the exact fp32 answer for it (one fp32 pass per
     photo: the reference probabilities come from its features; the next test pins them to the reference path)."""
-    assert fast.serving_path == "int8" and reference.serving_path == "fp32 (reference mode: BINCOUNT_REFERENCE=1)"
+    assert fast.path == "int8" and reference.path == "fp32 (reference mode: BINCOUNT_REFERENCE=1)"
     same, cosines, diffs = 0, [], []
     for path in PHOTOS:
         p_fast = _predict(path.read_bytes(), fast, reference=False, mp=monkeypatch)
         batch = eval_transform()(load_rgb(path)).unsqueeze(0)
         with torch.inference_mode():
-            exact = reference.backbone(batch)
-            p_ref = torch.softmax(reference.head(exact), dim=1)[0]
-            cosines.append(float(torch.cosine_similarity(fast.backbone(batch), exact)[0]))
+            exact = reference.network.backbone(batch)
+            p_ref = torch.softmax(reference.network.head(exact), dim=1)[0]
+            cosines.append(float(torch.cosine_similarity(fast.network.backbone(batch), exact)[0]))
         same += int(p_fast.argmax() == p_ref.argmax())
         diffs.append(float((p_fast - p_ref).abs().max()))
     assert min(cosines) >= MIN_FEATURE_COSINE, cosines
@@ -87,7 +87,7 @@ def test_fast_path_agrees_with_the_exact_fp32_path(fast, reference, monkeypatch)
 
 def test_reference_env_runs_the_exact_fp32_eager_path(reference, model_dir, monkeypatch) -> None:
     """BINCOUNT_REFERENCE=1: full decode, training's evaluation transforms, the fp32 network, bit for bit."""
-    assert not isinstance(reference.backbone, torch.jit.ScriptModule)
+    assert not isinstance(reference.network.backbone, torch.jit.ScriptModule)
     exact = load_model(model_dir)
     for index in (0, 17, 42):
         with torch.inference_mode():
@@ -97,7 +97,7 @@ def test_reference_env_runs_the_exact_fp32_eager_path(reference, model_dir, monk
 
 
 def test_without_the_env_the_handler_runs_int8(fast) -> None:
-    assert isinstance(fast.backbone, torch.jit.ScriptModule)
+    assert isinstance(fast.network.backbone, torch.jit.ScriptModule)
     assert torch.get_num_threads() <= handler.MAX_THREADS
 
 
@@ -118,7 +118,7 @@ def test_an_int8_file_from_other_weights_is_not_served(model_dir, tmp_path, capl
     state["backbone.conv1.weight"] = state["backbone.conv1.weight"] * 2
     torch.save(state, other / "model.pth")
     model = _load(other, reference=False)
-    assert model.serving_path.startswith("fp32") and "made from other backbone weights" in caplog.text
+    assert model.path.startswith("fp32") and "made from other backbone weights" in caplog.text
 
 
 def test_a_corrupt_int8_file_falls_back_to_fp32(model_dir, tmp_path, caplog) -> None:
@@ -126,7 +126,7 @@ def test_a_corrupt_int8_file_falls_back_to_fp32(model_dir, tmp_path, caplog) -> 
     shutil.copytree(model_dir, other)
     (other / INT8_FILE).write_bytes(b"not a TorchScript archive")
     model = _load(other, reference=False)
-    assert model.serving_path.startswith("fp32") and "could not load the int8 backbone" in caplog.text
+    assert model.path.startswith("fp32") and "could not load the int8 backbone" in caplog.text
 
 
 def test_an_int8_backbone_that_disagrees_on_this_cpu_is_not_served(model_dir, tmp_path, caplog) -> None:
@@ -138,7 +138,7 @@ def test_an_int8_backbone_that_disagrees_on_this_cpu_is_not_served(model_dir, tm
     check["features"] = torch.rand_like(check["features"])
     torch.save(check, other / INT8_CHECK)
     model = _load(other, reference=False)
-    assert model.serving_path.startswith("fp32") and "disagrees with fp32 on this CPU" in caplog.text
+    assert model.path.startswith("fp32") and "disagrees with fp32 on this CPU" in caplog.text
 
 
 def test_without_its_check_photos_the_int8_backbone_is_not_served(model_dir, tmp_path, caplog) -> None:
@@ -146,7 +146,7 @@ def test_without_its_check_photos_the_int8_backbone_is_not_served(model_dir, tmp
     shutil.copytree(model_dir, other)
     (other / INT8_CHECK).unlink()
     model = _load(other, reference=False)
-    assert model.serving_path.startswith("fp32") and INT8_CHECK in caplog.text
+    assert model.path.startswith("fp32") and INT8_CHECK in caplog.text
 
 
 def test_a_mismatched_artifact_is_still_refused_on_the_fast_path(model_dir, tmp_path) -> None:

@@ -24,7 +24,7 @@ handler = import_handler("endpoint_inference_under_test")
 
 
 @pytest.fixture(scope="module")
-def model(model_dir: Path) -> torch.nn.Module:
+def model(model_dir: Path) -> handler.ServingModel:
     return handler.model_fn(str(model_dir))
 
 
@@ -39,7 +39,7 @@ def assert_count_json(text: str) -> dict:
     return answer
 
 
-def run(body: bytes, content_type: str, model: torch.nn.Module, accept: str = "application/json") -> dict:
+def run(body: bytes, content_type: str, model: handler.ServingModel, accept: str = "application/json") -> dict:
     return assert_count_json(handler.output_fn(handler.predict_fn(handler.input_fn(body, content_type), model), accept))
 
 
@@ -72,10 +72,10 @@ def test_predict_applies_the_evaluation_transforms_of_training(model) -> None:
     """The transform code of training, not a copy: the int8 path runs its 8-bit form (tests/test_transforms.py keeps
     it within one grey level of ``eval_transform``, which the fp32 paths run: tests/test_inference_fast.py)."""
     assert handler.eval_transform is transforms.eval_transform and handler.eval_batch is transforms.eval_batch
-    assert model.serving_path == handler.FAST_PATH
+    assert model.path == handler.FAST_PATH and model.fast
     image = handler.input_fn(photo_bytes(7), "image/jpeg")
     with torch.no_grad():
-        expected = torch.softmax(model(transforms.eval_batch(image)), dim=1)[0]
+        expected = torch.softmax(model.network(transforms.eval_batch(image)), dim=1)[0]
     assert torch.allclose(handler.predict_fn(image, model), expected, atol=1e-6)
 
 

@@ -55,7 +55,7 @@ def test_code_folder_runs_on_its_own(trained_job: JobResult) -> None:
     probe = (
         "import sys, endpoint_inference, bincount;"
         f"assert bincount.__file__.startswith({str(code)!r}), bincount.__file__;"
-        f"m = endpoint_inference.model_fn({str(trained_job.model_dir)!r}); print(type(m).__name__)"
+        f"m = endpoint_inference.model_fn({str(trained_job.model_dir)!r}); print(type(m).__name__, m.path)"
     )
     out = subprocess.run([sys.executable, "-c", probe], cwd=code, capture_output=True, text=True, check=False)
     assert out.returncode == 0, out.stderr[-2000:]
