@@ -7,7 +7,10 @@ on these (their ``features`` channel) instead of running the backbone every epoc
 
 import sys
 
-from bincount.training.features import main
+from bincount.training.extract import main
+
+from bincount.logs import setup_logging
 
 if __name__ == "__main__":
+    setup_logging(stream=sys.stdout)  # SageMaker ships stdout to CloudWatch, where the metric regexes read it
     sys.exit(main())

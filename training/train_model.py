@@ -7,7 +7,9 @@ Run ``python train_model.py --help`` for the options.
 
 import sys
 
+from bincount.logs import setup_logging
 from bincount.training.train import main, parse_args
 
 if __name__ == "__main__":
+    setup_logging(stream=sys.stdout)  # SageMaker ships stdout to CloudWatch, where the metric regexes read it
     sys.exit(main(parse_args(), final=True))

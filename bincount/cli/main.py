@@ -17,7 +17,7 @@ COMMANDS: tuple[tuple[str, str], ...] = (
     ("bincount.cli.count", "add_count_command"),
     ("bincount.cli.count", "add_invoke_command"),
     ("bincount.cli.cost", "add_cost_command"),
-    ("bincount.serving.server", "add_serve_command"),
+    ("bincount.cli.serve", "add_serve_command"),
 )
 
 

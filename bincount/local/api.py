@@ -37,6 +37,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from bincount.local.http import BackgroundServer
+from bincount.logs import setup_logging
 from bincount.paths import LAMBDA_DIR
 
 log = logging.getLogger(__name__)
@@ -298,7 +299,7 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = get_args_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    setup_logging()
     server = LocalApi(
         load_handler(args.handler),
         api_key=args.api_key,

@@ -44,6 +44,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from bincount.local.http import BackgroundServer
+from bincount.logs import setup_logging
 from bincount.paths import PROJECT_ROOT
 from bincount.serving.media import JSON, MAX_PAYLOAD_BYTES
 
@@ -463,7 +464,7 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = get_args_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    setup_logging()
     model = (ContainerModel if args.toolkit else ServedModel)(args.model_dir, name=args.name)
     with LocalSageMaker([Endpoint(args.name, model)], host=args.host, port=args.port) as server:
         print(

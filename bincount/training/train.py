@@ -13,7 +13,6 @@ import argparse
 import logging
 import os
 import random
-import sys
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -233,7 +232,6 @@ def _log_epoch(epoch: int, epochs: int, train: EpochStats, valid: EpochStats, se
 
 def main(args: argparse.Namespace, *, final: bool) -> int:
     """Train; for the final job also test and write the artifact. Returns the process exit code."""
-    configure_logging()
     seed_everything(args.seed)
     device = resolve_device(args.device)
     distributed.init_distributed(device)
@@ -412,17 +410,6 @@ def _require(args: argparse.Namespace, *names: str) -> None:
         raise DataError(f"missing input: set {'; '.join(missing)}")
 
 
-def configure_logging() -> None:
-    """Log lines to stdout (SageMaker ships stdout to CloudWatch, where the metric regexes read it)."""
-    root = logging.getLogger()
-    if not any(getattr(h, "_bincount", False) for h in root.handlers):
-        handler = logging.StreamHandler(sys.stdout)
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-        handler._bincount = True  # type: ignore[attr-defined]
-        root.addHandler(handler)
-    root.setLevel(logging.INFO)
-
-
 def str2bool(value: str | bool) -> bool:
     """Parse true/false flags the way SageMaker passes them ("true", "True", "1", ...)."""
     if isinstance(value, bool):
@@ -496,7 +483,6 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """Parse known options and ignore the rest (SageMaker adds its own)."""
-    configure_logging()
     args, unknown = get_args_parser().parse_known_args(argv)
     if unknown:
         log.info("ignoring unknown options: %s", " ".join(unknown))
