@@ -8,6 +8,7 @@ import importlib.util
 import io
 import json
 import shutil
+import sys
 import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -32,6 +33,7 @@ def import_handler(module_name: str) -> ModuleType:
     (its own module state), as each inference container does."""
     spec = importlib.util.spec_from_file_location(module_name, HANDLER)
     module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module  # as an import does (dataclasses look their module up there)
     spec.loader.exec_module(module)
     return module
 

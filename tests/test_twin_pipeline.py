@@ -120,7 +120,7 @@ def test_download_failure_says_what_to_do(tmp_path) -> None:
 @pytest.mark.slow
 def test_pipeline_tunes_trains_gates_and_reuses_finished_steps(tmp_path, capsys) -> None:
     settings = TwinSettings(trials=2, epochs=1, batch_size=8, accuracy_floor=0.0)
-    result = run_pipeline(settings, tmp_path / "run")
+    result = run_pipeline(settings, tmp_path / "run", progress=print)
     assert len(result.trials) == 2 and all(t["objective"] is not None for t in result.trials)
     assert result.best["objective"] == min(t["objective"] for t in result.trials)
     assert (result.model_dir / "model.pth").is_file() and result.gate_passed
@@ -133,14 +133,14 @@ def test_pipeline_tunes_trains_gates_and_reuses_finished_steps(tmp_path, capsys)
         assert "backbone forward passes while training: 0 images" in Path(trial["log"]).read_text()
     capsys.readouterr()
 
-    again = run_pipeline(settings, tmp_path / "run")
+    again = run_pipeline(settings, tmp_path / "run", progress=print)
     out = capsys.readouterr().out
     for step in ("dataset", "features", "tune", "train"):
         assert f"{step}: reused" in out, out
     assert again.evaluation == result.evaluation
 
     (result.model_dir / "model.pth").unlink()  # a lost artefact is rebuilt, not trusted
-    run_pipeline(settings, tmp_path / "run")
+    run_pipeline(settings, tmp_path / "run", progress=print)
     assert "train: done" in capsys.readouterr().out and (result.model_dir / "model.pth").is_file()
 
 

@@ -21,6 +21,10 @@ DEFAULT_RUN_DIR = Path("runs/up")
 ENDPOINT_NAME = "bincount-local"
 
 
+def _say(line: str) -> None:
+    print(line, flush=True)
+
+
 def add_up_command(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("up", help="run the whole system locally: data, tuning, training, gate, endpoint, API, web page")
     data = p.add_mutually_exclusive_group()
@@ -74,7 +78,7 @@ def run_up(args: argparse.Namespace) -> int:
         cache_features=not args.no_feature_cache,
     )
     try:
-        result = run_pipeline(settings, args.run_dir, fresh=args.fresh)
+        result = run_pipeline(settings, args.run_dir, fresh=args.fresh, progress=_say)
     except (DataError, StepFailed) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

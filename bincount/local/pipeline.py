@@ -29,6 +29,8 @@ from bincount.training.tuning import DEFAULT_RANGES, best_trial, objective_from_
 log = logging.getLogger(__name__)
 
 STATE_FILE = "state.json"
+Progress = Callable[[str], None]
+"""Where the progress lines go (one per step and trial)."""
 
 
 @dataclass(frozen=True)
@@ -72,8 +74,9 @@ class StepFailed(RuntimeError):
 class RunFolder:
     """The run folder and its record of finished steps."""
 
-    def __init__(self, root: Path, *, fresh: bool = False) -> None:
+    def __init__(self, root: Path, *, fresh: bool = False, progress: Progress = log.info) -> None:
         self.root = root.resolve()
+        self.progress = progress
         if fresh and self.root.exists():
             if not (self.root / STATE_FILE).exists():
                 raise DataError(f"--fresh would delete {self.root}, which is not a bincount run folder")
@@ -101,18 +104,21 @@ class RunFolder:
         if recorded and recorded.get("key") == key and all(p.exists() for p in outputs(recorded["result"])):
             result, reused = recorded["result"], True
         else:
-            print(f"  {name}: running ...", flush=True)
+            self.progress(f"  {name}: running ...")
             result, reused = run(), False
             self.state[name] = {"key": key, "result": result}
             self._save()
         report = StepReport(name, time.perf_counter() - start, reused, describe(result))
-        print(f"  {name}: {'reused' if reused else 'done'} in {report.seconds:.1f}s: {report.detail}", flush=True)
+        self.progress(f"  {name}: {'reused' if reused else 'done'} in {report.seconds:.1f}s: {report.detail}")
         return result, report
 
 
-def run_pipeline(settings: TwinSettings, run_dir: Path, *, fresh: bool = False) -> TwinResult:
-    """Dataset, tuning, training and the quality gate; returns where everything is."""
-    run = RunFolder(run_dir, fresh=fresh)
+def run_pipeline(
+    settings: TwinSettings, run_dir: Path, *, fresh: bool = False, progress: Progress = log.info
+) -> TwinResult:
+    """Dataset, tuning, training and the quality gate; returns where everything is. ``progress`` gets one line per
+    step and trial (the CLI prints them; by default they are logged)."""
+    run = RunFolder(run_dir, fresh=fresh, progress=progress)
     reports: list[StepReport] = []
 
     dataset, report = run.step(
@@ -157,7 +163,7 @@ def run_pipeline(settings: TwinSettings, run_dir: Path, *, fresh: bool = False) 
             "trials": settings.trials,
             "ranges": [asdict(r) for r in DEFAULT_RANGES],
         },
-        lambda: _tune(job_channels, run.root / "tuning", static, settings),
+        lambda: _tune(job_channels, run.root / "tuning", static, settings, progress),
         lambda r: f"{len(r['trials'])} trials, best valid:loss {r['best']['objective']:.4f}",
     )
     reports.append(report)
@@ -183,7 +189,7 @@ def run_pipeline(settings: TwinSettings, run_dir: Path, *, fresh: bool = False) 
             f"{settings.accuracy_floor} -> {'PASS' if passed else 'FAIL'}",
         )
     )
-    print(f"  gate: {reports[-1].detail}" + ("" if passed else " (reported, not fatal, in the local twin)"))
+    progress(f"  gate: {reports[-1].detail}" + ("" if passed else " (reported, not fatal, in the local twin)"))
     return TwinResult(
         run_dir=run.root,
         channels=channels,
@@ -211,7 +217,9 @@ def _extract(channels: dict[str, Path], job_dir: Path, static: dict[str, Any]) -
     return {"dir": str(job.model_dir), "images": images}
 
 
-def _tune(channels: dict[str, Path], tuning_dir: Path, static: dict[str, Any], settings: TwinSettings) -> dict:
+def _tune(
+    channels: dict[str, Path], tuning_dir: Path, static: dict[str, Any], settings: TwinSettings, progress: Progress
+) -> dict:
     """Random search over the cloud's ranges; each trial is a run of hpo.py."""
     trial_channels = {k: v for k, v in channels.items() if k != "test"}
     results: list[dict[str, Any]] = []
@@ -230,10 +238,9 @@ def _tune(channels: dict[str, Path], tuning_dir: Path, static: dict[str, Any], s
             }
         )
         shown = f"valid:loss {objective:.4f}" if objective is not None else f"FAILED (exit {job.returncode})"
-        print(
+        progress(
             f"    trial {i}/{settings.trials}: lr {tuned['lr']:.2e} eps {tuned['eps']:.2e} "
-            f"weight-decay {tuned['weight-decay']:.2e} -> {shown} ({results[-1]['seconds']}s)",
-            flush=True,
+            f"weight-decay {tuned['weight-decay']:.2e} -> {shown} ({results[-1]['seconds']}s)"
         )
     try:
         best = best_trial(results)
