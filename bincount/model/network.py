@@ -6,6 +6,7 @@ endpoint rebuilds it from the same code (packed into the model artifact's ``code
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from collections.abc import Mapping
@@ -80,6 +81,16 @@ def build_head(config: ModelConfig) -> nn.Module:
         nn.Dropout(0.2),
         nn.Linear(config.hidden, config.num_classes),
     )
+
+
+def backbone_fingerprint(backbone: nn.Module) -> str:
+    """A short hash of the backbone's weights and buffers: what the features cache and the int8 backbone record to
+    tell that they were made by this backbone."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(backbone.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()[:16]
 
 
 class BinCountNet(nn.Module):

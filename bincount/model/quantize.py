@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 from bincount.data.transforms import IMAGE_SIZE
-from bincount.model.network import _features
+from bincount.model.network import _features, backbone_fingerprint
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +97,7 @@ def save_int8_backbone(backbone: nn.Module, calibration: torch.Tensor, model_dir
         "calibration_images": len(calibration),
         "calibration_source": source,
         "torch": torch.__version__,
-        "backbone_fingerprint": fingerprint(backbone),
+        "backbone_fingerprint": backbone_fingerprint(backbone),
         "check_cosine_min": agreement(frozen, check),
     }
     (Path(model_dir) / INT8_META).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
@@ -124,12 +124,6 @@ def agreement(quantized: nn.Module, check: dict[str, torch.Tensor]) -> float:
     return float(torch.cosine_similarity(features, check["features"], dim=1).min())
 
 
-def fingerprint(backbone: nn.Module) -> float:
-    """A cheap checksum of the fp32 backbone's weights, to tell that an int8 file was made from this backbone."""
-    with torch.no_grad():
-        return float(sum(float(p.double().abs().sum()) for p in backbone.parameters()))
-
-
 def load_int8_backbone(model_dir: str | Path, backbone: nn.Module) -> tuple[nn.Module | None, str]:
     """The int8 version of ``backbone`` stored in ``model_dir``, checked on this CPU against the fp32 features of
     the stored check photos, and ``""``; or None and the reason (also logged as a warning) when there is none, it was
@@ -140,8 +134,7 @@ def load_int8_backbone(model_dir: str | Path, backbone: nn.Module) -> tuple[nn.M
         if not path.is_file():
             raise _Unusable(f"no {INT8_FILE} in the artifact")
         meta = json.loads((Path(model_dir) / INT8_META).read_text(encoding="utf-8"))
-        expected, actual = float(meta["backbone_fingerprint"]), fingerprint(backbone)
-        if abs(expected - actual) > 1e-7 * max(1.0, abs(actual)):
+        if meta.get("backbone_fingerprint") != backbone_fingerprint(backbone):
             raise _Unusable(f"{INT8_FILE} was made from other backbone weights than model.pth")
         engine = str(meta.get("engine", ENGINE))  # the weights were packed for this engine
         if engine not in torch.backends.quantized.supported_engines:

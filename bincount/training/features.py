@@ -11,7 +11,6 @@ The cache is tied to the backbone that made it: a fingerprint of its weights is 
 from __future__ import annotations
 
 import functools
-import hashlib
 import logging
 import tarfile
 import tempfile
@@ -24,20 +23,12 @@ from torch.utils.data import DataLoader, Dataset, default_collate
 
 from bincount.data.channel import ChannelDataset, DataError
 from bincount.data.transforms import eval_transform
+from bincount.model.network import backbone_fingerprint
 
 log = logging.getLogger(__name__)
 
 FEATURES_SUFFIX = ".features.pt"
 ARCHIVES = ("model.tar.gz", "output.tar.gz", "features.tar.gz")
-
-
-def backbone_fingerprint(backbone: nn.Module) -> str:
-    """A short hash of the backbone's weights and buffers."""
-    digest = hashlib.sha256()
-    for name, tensor in sorted(backbone.state_dict().items()):
-        digest.update(name.encode())
-        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-    return digest.hexdigest()[:16]
 
 
 @dataclass
