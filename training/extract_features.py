@@ -7,9 +7,8 @@ on these (their ``features`` channel) instead of running the backbone every epoc
 
 import sys
 
-from bincount.training.extract import main
-
 from bincount.logs import setup_logging
+from bincount.training.extract import main
 
 if __name__ == "__main__":
     setup_logging(stream=sys.stdout)  # SageMaker ships stdout to CloudWatch, where the metric regexes read it

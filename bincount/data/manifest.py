@@ -23,7 +23,6 @@ from bincount.data.labels import COUNTS
 from bincount.paths import DATA_DIR
 
 SOURCE_BUCKET = "aft-vbi-pds"
-SOURCE_REGION = "us-east-1"
 SPLITS: tuple[str, ...] = ("train", "valid", "test")
 SPLIT_SEED = "bincount-split-v1"
 # One cycle of the deal: 8 train, 1 valid, 1 test.

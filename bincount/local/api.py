@@ -30,13 +30,12 @@ import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from bincount.local.http import BackgroundServer
+from bincount.local.http import BackgroundServer, JsonRequestHandler
 from bincount.logs import setup_logging
 from bincount.paths import LAMBDA_DIR
 
@@ -190,15 +189,13 @@ class LocalApi(BackgroundServer):
         super().__init__(_ApiHandler, host=host, port=port)  # <url>/ and <url>/<stage>/ both reach the API
 
 
-class _ApiHandler(BaseHTTPRequestHandler):
+class _ApiHandler(JsonRequestHandler):
     server: LocalApi
-    protocol_version = "HTTP/1.1"
-    timeout = 60
 
     def do_GET(self) -> None:
         page = self.server.pages.get(urlsplit(self.path).path)
         if page is not None:
-            self._send(HTTPStatus.OK, page[0], [("Content-Type", page[1])])
+            self.send(HTTPStatus.OK, page[0], [("Content-Type", page[1])])
         else:
             self._proxy()
 
@@ -221,11 +218,11 @@ class _ApiHandler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         if length > MAX_BODY_BYTES:
             self.close_connection = True
-            self._send_json(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, {"message": "Request Too Long"})
+            self.send_json(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, {"message": "Request Too Long"})
             return
         body = self.rfile.read(length) if length else b""
         if self.server.api_key is not None and self.headers.get("x-api-key") != self.server.api_key:
-            self._send_json(HTTPStatus.FORBIDDEN, {"message": "Forbidden"})
+            self.send_json(HTTPStatus.FORBIDDEN, {"message": "Forbidden"})
             return
         event = proxy_event(
             self.command,
@@ -237,12 +234,12 @@ class _ApiHandler(BaseHTTPRequestHandler):
             binary_media_types=self.server.binary_media_types,
         )
         if len(json.dumps(event)) > MAX_EVENT_BYTES:  # Lambda refuses the invocation itself
-            self._send_json(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, {"message": "Request Too Long"})
+            self.send_json(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, {"message": "Request Too Long"})
             return
         if self.server.max_concurrency and not self.server._slots.acquire(timeout=self.server.queue_timeout):
             with self.server._lock:
                 self.server.throttled += 1
-            self._send_json(HTTPStatus.TOO_MANY_REQUESTS, {"error": THROTTLED_MESSAGE}, [("Retry-After", "1")])
+            self.send_json(HTTPStatus.TOO_MANY_REQUESTS, {"error": THROTTLED_MESSAGE}, [("Retry-After", "1")])
             return
         context = LambdaContext(event["requestContext"]["requestId"], started=time.monotonic())
         try:
@@ -252,7 +249,7 @@ class _ApiHandler(BaseHTTPRequestHandler):
             payload = base64.b64decode(raw) if result.get("isBase64Encoded") else raw.encode("utf-8")
         except Exception:  # what API Gateway answers when the function fails or its answer is malformed
             log.exception("the Lambda handler failed")
-            self._send_json(HTTPStatus.BAD_GATEWAY, {"message": "Internal server error"})
+            self.send_json(HTTPStatus.BAD_GATEWAY, {"message": "Internal server error"})
             return
         finally:
             if self.server.max_concurrency:
@@ -261,22 +258,7 @@ class _ApiHandler(BaseHTTPRequestHandler):
         for name, values in (result.get("multiValueHeaders") or {}).items():
             headers.extend((name, str(v)) for v in values)
         headers.append(("x-amzn-RequestId", context.aws_request_id))
-        self._send(status, payload, headers)
-
-    def _send_json(self, status: int, payload: Mapping[str, Any], headers: Iterable[tuple[str, str]] = ()) -> None:
-        self._send(status, json.dumps(payload).encode("utf-8"), [("Content-Type", "application/json"), *headers])
-
-    def _send(self, status: int, body: bytes, headers: Iterable[tuple[str, str]]) -> None:
-        self.send_response(status)
-        for name, value in headers:
-            if name.lower() not in ("content-length", "connection", "transfer-encoding"):
-                self.send_header(name, value)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        log.debug("%s " + format, self.address_string(), *args)
+        self.send(status, payload, headers)
 
 
 def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:

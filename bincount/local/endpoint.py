@@ -38,12 +38,11 @@ from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from bincount.local.http import BackgroundServer
+from bincount.local.http import BackgroundServer, JsonRequestHandler
 from bincount.logs import setup_logging
 from bincount.paths import PROJECT_ROOT
 from bincount.serving.media import JSON, MAX_PAYLOAD_BYTES
@@ -305,10 +304,8 @@ class LocalSageMaker(BackgroundServer):
         return f"arn:aws:sagemaker:{self.region}:{self.account}:endpoint/{name.lower()}"
 
 
-class _SageMakerHandler(BaseHTTPRequestHandler):
+class _SageMakerHandler(JsonRequestHandler):
     server: LocalSageMaker
-    protocol_version = "HTTP/1.1"  # keep-alive, as botocore expects
-    timeout = 60  # an idle or stalled connection is dropped
 
     def do_GET(self) -> None:
         if urlsplit(self.path).path == "/ping":
@@ -429,23 +426,25 @@ class _SageMakerHandler(BaseHTTPRequestHandler):
         self._send_json(status, payload or {"message": message}, {"x-amzn-ErrorType": code})
 
     def _send_amz_json(self, status: HTTPStatus, payload: dict[str, Any]) -> None:
-        self._send(status, json.dumps(payload).encode("utf-8"), AMZ_JSON)
+        self._send_json(status, payload, content_type=AMZ_JSON)
 
-    def _send_json(self, status: HTTPStatus, payload: dict[str, Any], headers: Mapping[str, str] | None = None) -> None:
-        self._send(status, json.dumps(payload).encode("utf-8"), REST_JSON, headers)
+    def _send_json(
+        self,
+        status: HTTPStatus,
+        payload: dict[str, Any],
+        headers: Mapping[str, str] | None = None,
+        *,
+        content_type: str = REST_JSON,
+    ) -> None:
+        self.send_json(status, payload, self._headers(headers), content_type=content_type)
 
     def _send(self, status: int, body: bytes, content_type: str, headers: Mapping[str, str] | None = None) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        self.send_header("x-amzn-RequestId", str(uuid.uuid4()))
-        for key, value in (headers or {}).items():
-            self.send_header(key, value)
-        self.end_headers()
-        self.wfile.write(body)
+        self.send(status, body, [("Content-Type", content_type), *self._headers(headers)])
 
-    def log_message(self, format: str, *args: Any) -> None:
-        log.debug("%s " + format, self.address_string(), *args)
+    @staticmethod
+    def _headers(headers: Mapping[str, str] | None) -> list[tuple[str, str]]:
+        """Every answer carries a request id, as the service's do."""
+        return [("x-amzn-RequestId", str(uuid.uuid4())), *(headers or {}).items()]
 
 
 def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
