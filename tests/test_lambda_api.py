@@ -327,11 +327,17 @@ def test_the_lambda_checks_what_the_endpoint_accepts() -> None:
 
 
 def test_the_lambda_imports_boto3_and_the_standard_library_only() -> None:
-    tree = ast.parse((LAMBDA_DIR / "api.py").read_text(encoding="utf-8"))
-    imported = {
-        alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names
-    }
-    imported |= {
-        node.module.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module
-    }
-    assert imported - set(sys.stdlib_module_names) == {"boto3", "botocore"}
+    """The folder is deployed alone: its modules import boto3, the standard library and each other only."""
+    siblings = {path.stem for path in LAMBDA_DIR.glob("*.py")}
+    assert {"api", "resolver"} <= siblings
+    imported: set[str] = set()
+    for path in LAMBDA_DIR.glob("*.py"):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        imported |= {
+            alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names
+        }
+        imported |= {
+            node.module.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module
+        }
+    assert imported - set(sys.stdlib_module_names) - siblings == {"boto3", "botocore"}
+    assert "http" not in siblings  # a sibling named like a standard module would shadow it in the runtime

@@ -61,7 +61,8 @@ Handler = Callable[[dict[str, Any], Any], Mapping[str, Any]]
 
 def load_lambda_module(module_name: str = "api", lambda_dir: Path = LAMBDA_DIR) -> ModuleType:
     """``lambda_dir/<module_name>.py``, imported once under a name of its own (``lambda_<module_name>``), so it
-    never shadows a project module."""
+    never shadows a project module. Its sibling modules (the HTTP layer) import as in the Lambda runtime, where the
+    folder is on ``sys.path``."""
     name = f"lambda_{module_name}"
     if name in sys.modules:
         return sys.modules[name]
@@ -71,7 +72,14 @@ def load_lambda_module(module_name: str = "api", lambda_dir: Path = LAMBDA_DIR) 
         raise FileNotFoundError(f"no Lambda module at {path}")
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
-    spec.loader.exec_module(module)
+    sys.path.insert(0, str(lambda_dir))
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[name]
+        raise
+    finally:
+        sys.path.remove(str(lambda_dir))
     return module
 
 
