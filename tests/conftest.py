@@ -1,52 +1,16 @@
-"""Shared fixtures: the vendored real photos in the channel layout, one real trained artifact, and a local SageMaker
-endpoint serving it."""
+"""Fixtures for every test folder: the vendored real photos in the channel layout. Each folder's conftest.py adds its
+own (tests/functional/conftest.py: one real trained artifact and a local SageMaker endpoint serving it)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from bincount.data.sample import sample_dataset
-from bincount.local.endpoint import Endpoint, LocalSageMaker, ServedModel
-from bincount.training.jobs import JobResult, run_job
-from tests.serving_helpers import ENDPOINT
-
-FAST_HYPERPARAMETERS = {"epochs": 1, "batch-size": 8, "pretrained": "false", "workers": 0, "seed": 7}
 
 
 @pytest.fixture(scope="session")
 def channels(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """train/valid/test folders of the 50 vendored ABID photos (30/10/10)."""
     return sample_dataset(tmp_path_factory.mktemp("dataset"))
-
-
-@pytest.fixture(scope="session")
-def trained_job(channels: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> JobResult:
-    """One real run of training/train_model.py (random init, 1 epoch): its artifact serves the serving tests."""
-    result = run_job("train_model.py", channels, tmp_path_factory.mktemp("trained"), FAST_HYPERPARAMETERS)
-    assert result.returncode == 0, result.log[-3000:]
-    return result
-
-
-@pytest.fixture(scope="session")
-def model_dir(trained_job: JobResult) -> Path:
-    """A model artifact directory (model.pth, model_config.json, code/) produced by train_model.py."""
-    return trained_job.model_dir
-
-
-@pytest.fixture(scope="session")
-def served_model(model_dir: Path) -> Iterator[ServedModel]:
-    """``bincount serve`` (the endpoint image's server) serving the trained artifact in its own process."""
-    model = ServedModel(model_dir, name=ENDPOINT)
-    yield model
-    model.close()
-
-
-@pytest.fixture(scope="module")
-def sagemaker(served_model: ServedModel) -> Iterator[LocalSageMaker]:
-    """A local SageMaker runtime (loopback HTTP) serving the trained artifact as the endpoint ``ENDPOINT`` through
-    ``bincount serve``; test modules that need other endpoints beside it define their own."""
-    with LocalSageMaker([Endpoint(ENDPOINT, served_model)]) as server:
-        yield server

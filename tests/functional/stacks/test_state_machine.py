@@ -1,0 +1,762 @@
+"""The synthesized state machine, executed for real in moto's Step Functions interpreter.
+
+The definition is the template's DefinitionString with the DefinitionSubstitutions filled in. Only the ``.sync``
+states (ExtractFeatures, Tune, Train), which moto cannot run, are changed: each becomes its request-response twin (so
+moto's SageMaker receives, and botocore validates, the very request the state sends) followed by a Pass state returning
+a recorded Describe output of a finished job. Everything else runs as deployed: ApplyDefaults, the Distributed Map
+reading the manifest from S3 and copying images with s3:copyObject, PickBest's JsonMerge, the gate, the endpoint
+create-or-update and DescribeEndpoint polling, SNS notifications, the Fail state.
+
+moto has no UpdateEndpoint; a small shim adds one (switch the config, status Updating), and endpoints pass through
+Creating/Updating for one poll before InService, so the Wait loop runs too.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+from moto.core.responses import ActionResult
+from moto.sagemaker.models import FakeEndpoint, SageMakerModelBackend
+from moto.sagemaker.responses import SageMakerResponse
+
+from bincount.data.manifest import SOURCE_BUCKET, build_manifest, load_file_list
+from bincount.training.metrics import IMAGES_PER_SECOND, RULE_NAMES, TEST_ACCURACY, TUNING_OBJECTIVE
+from stacks.pipeline import definition as d
+from stacks.pipeline.asl import to_json
+from stacks.pipeline.requests import DEBUGGER_RULES
+from stacks.storage import MANIFEST_KEY
+from tests.support.cdk import REGION, Synthesized, synthesized
+
+ACCOUNT = "123456789012"
+BUCKET = "bincount-data-test"
+TOPIC_NAME = "bincount-notifications"
+TOPIC_ARN = f"arn:aws:sns:{REGION}:{ACCOUNT}:{TOPIC_NAME}"
+SOURCE_URL = "s3://cdk-hnb659fds-assets-123456789012-us-east-1/0123abcd.gz"
+SAGEMAKER_ROLE = f"arn:aws:iam::{ACCOUNT}:role/bincount-sagemaker"
+SUBSTITUTIONS = {
+    "DataBucket": BUCKET,
+    "SageMakerRoleArn": SAGEMAKER_ROLE,
+    "NotificationTopicArn": TOPIC_ARN,
+    "TrainingSourceUrl": SOURCE_URL,
+    "InferenceImage": (
+        "123456789012.dkr.ecr.us-east-1.amazonaws.com/cdk-hnb659fds-container-assets-123456789012-us-east-1:"
+        + "ab" * 32
+    ),
+}
+ENDPOINT = "bincount-endpoint"
+MODEL_DATA = f"s3://{BUCKET}/jobs/training/bincount-train-recorded/output/model.tar.gz"
+FEATURES_DATA = f"s3://{BUCKET}/jobs/features/bincount-features-recorded/output/model.tar.gz"
+TUNED = {"lr": "0.0031622776601683794", "eps": "4.2e-09", "weight-decay": "0.012"}
+# What Tune sends as static hyperparameters with the defaults (the recorded Describe output echoes it).
+STATIC = {
+    "epochs": "4",
+    "batch-size": "32",
+    "sagemaker_program": "hpo.py",
+    "sagemaker_submit_directory": SOURCE_URL,
+    "sagemaker_region": REGION,
+    "sagemaker_container_log_level": "20",
+}
+CONSOLE_SAMPLE_INPUT = {"Comment": "Insert your JSON here"}
+IMAGES_PER_COUNT = 2
+
+
+# --- recorded Describe outputs of finished jobs ----------------------------------------------------------------
+
+
+def tuning_describe() -> dict[str, Any]:
+    """DescribeHyperParameterTuningJob of a completed tuning job, as the .sync integration returns it."""
+    best = "bincount-hpo-recorded-003-5f1c2d3e"
+    arn = f"arn:aws:sagemaker:{REGION}:{ACCOUNT}"
+    return {
+        "HyperParameterTuningJobName": "bincount-hpo-recorded",
+        "HyperParameterTuningJobArn": f"{arn}:hyper-parameter-tuning-job/bincount-hpo-recorded",
+        "HyperParameterTuningJobStatus": "Completed",
+        "HyperParameterTuningJobConfig": {
+            "Strategy": "Bayesian",
+            "HyperParameterTuningJobObjective": {"Type": "Minimize", "MetricName": TUNING_OBJECTIVE},
+            "ResourceLimits": {"MaxNumberOfTrainingJobs": 4, "MaxParallelTrainingJobs": 2},
+            "TrainingJobEarlyStoppingType": "Auto",
+        },
+        # SageMaker adds the objective to the static hyperparameters it reports.
+        "TrainingJobDefinition": {"StaticHyperParameters": {**STATIC, "_tuning_objective_metric": TUNING_OBJECTIVE}},
+        "TrainingJobStatusCounters": {
+            "Completed": 4,
+            "InProgress": 0,
+            "RetryableError": 0,
+            "NonRetryableError": 0,
+            "Stopped": 0,
+        },
+        "ObjectiveStatusCounters": {"Succeeded": 4, "Pending": 0, "Failed": 0},
+        "BestTrainingJob": {
+            "TrainingJobName": best,
+            "TrainingJobArn": f"{arn}:training-job/{best}",
+            "TrainingJobStatus": "Completed",
+            "TunedHyperParameters": TUNED,
+            "FinalHyperParameterTuningJobObjectiveMetric": {
+                "Type": "Minimize",
+                "MetricName": TUNING_OBJECTIVE,
+                "Value": 1.3817,
+            },
+            "ObjectiveStatus": "Succeeded",
+        },
+    }
+
+
+def features_describe() -> dict[str, Any]:
+    """DescribeTrainingJob of a completed feature-extraction job: its model.tar.gz holds the cached features."""
+    return {
+        "TrainingJobName": "bincount-features-recorded",
+        "TrainingJobArn": f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:training-job/bincount-features-recorded",
+        "TrainingJobStatus": "Completed",
+        "SecondaryStatus": "Completed",
+        "ModelArtifacts": {"S3ModelArtifacts": FEATURES_DATA},
+        "HyperParameters": {
+            "batch-size": "32",
+            "sagemaker_program": "extract_features.py",
+            "sagemaker_submit_directory": SOURCE_URL,
+        },
+        "EnableManagedSpotTraining": True,
+        "BillableTimeInSeconds": 412,
+    }
+
+
+def training_describe(test_accuracy: float, rule_issues: tuple[str, ...] = ()) -> dict[str, Any]:
+    """DescribeTrainingJob of a completed final job whose test accuracy was ``test_accuracy`` and whose in-process
+    rules ``rule_issues`` found issues (their last ``rule:<Name>`` metric is 1, the others' 0)."""
+    return {
+        "TrainingJobName": "bincount-train-recorded",
+        "TrainingJobArn": f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:training-job/bincount-train-recorded",
+        "TrainingJobStatus": "Completed",
+        "SecondaryStatus": "Completed",
+        "ModelArtifacts": {"S3ModelArtifacts": MODEL_DATA},
+        "HyperParameters": {**STATIC, **TUNED, "sagemaker_program": "train_model.py"},
+        "FinalMetricDataList": [
+            {"MetricName": "train:loss", "Value": 1.2512, "Timestamp": 1.7e9},
+            {"MetricName": "valid:loss", "Value": 1.3817, "Timestamp": 1.7e9},
+            {"MetricName": "valid:accuracy", "Value": 0.39, "Timestamp": 1.7e9},
+            {"MetricName": TEST_ACCURACY, "Value": test_accuracy, "Timestamp": 1.7e9},
+            {"MetricName": "test:rmse", "Value": 1.07, "Timestamp": 1.7e9},
+            {"MetricName": IMAGES_PER_SECOND, "Value": 1.0, "Timestamp": 1.7e9},
+            *(
+                {"MetricName": f"rule:{rule}", "Value": 1.0 if rule in rule_issues else 0.0, "Timestamp": 1.7e9}
+                for rule in RULE_NAMES
+            ),
+        ],
+        "EnableManagedSpotTraining": True,
+        "BillableTimeInSeconds": 1203,
+    }
+
+
+# --- the definition moto runs --------------------------------------------------------------------------------
+
+
+def deployed_definition(synth: Synthesized) -> dict[str, Any]:
+    """The template's definition with the DefinitionSubstitutions filled in with this module's test values."""
+    properties = synth.only("AWS::StepFunctions::StateMachine")["Properties"]
+    assert set(properties["DefinitionSubstitutions"]) == set(SUBSTITUTIONS)
+    text = properties["DefinitionString"]
+    for key, value in SUBSTITUTIONS.items():
+        text = text.replace("${" + key + "}", value)
+    assert "${" not in text
+    return json.loads(text)
+
+
+def failure_tail(synth: Synthesized, error: dict[str, str]) -> str:
+    """Just the deployed failure handling (NotifyFailure onwards), entered with ``error`` as a Catch records it."""
+    states = deployed_definition(synth)["States"]
+    tail = {name: states[name] for name in (d.NOTIFY_FAILURE, d.CHECK_ERROR_NAME, d.FAILED, d.STEP_FAILED)}
+    inject = {"Type": "Pass", "Result": error, "ResultPath": "$.error", "Next": d.NOTIFY_FAILURE}
+    return to_json({"StartAt": "Inject", "States": {"Inject": inject, **tail}})
+
+
+def moto_definition(synth: Synthesized, *, test_accuracy: float, rule_issues: tuple[str, ...] = ()) -> str:
+    """The deployed definition with each .sync task split into its submit request + a recorded result."""
+    asl = deployed_definition(synth)
+    recorded = {
+        d.EXTRACT_FEATURES: features_describe(),
+        d.TUNE: tuning_describe(),
+        d.TRAIN: training_describe(test_accuracy, rule_issues),
+    }
+    sync_states = [name for name, state in asl["States"].items() if state.get("Resource", "").endswith(".sync")]
+    assert sorted(sync_states) == sorted(recorded)
+    for name in sync_states:
+        state = asl["States"][name]
+        asl["States"][f"{name}Completed"] = {
+            "Type": "Pass",
+            "Result": recorded[name],
+            "ResultPath": state["ResultPath"],
+            "Next": state["Next"],
+        }
+        asl["States"][name] = {
+            **state,
+            "Resource": state["Resource"].removesuffix(".sync"),
+            "ResultPath": None,
+            "Next": f"{name}Completed",
+        }
+    return to_json(asl)
+
+
+# --- moto: missing UpdateEndpoint and endpoint status progression ---------------------------------------------
+
+
+def _update_endpoint(self: SageMakerResponse) -> ActionResult:
+    """UpdateEndpoint, which moto lacks: switch to the new config (which must exist) and start Updating."""
+    backend = self.sagemaker_backend
+    endpoint = backend.endpoints[self._get_param("EndpointName")]
+    config = self._get_param("EndpointConfigName")
+    backend.describe_endpoint_config(config)
+    endpoint.previous_config_name = endpoint.endpoint_config_name
+    endpoint.endpoint_config_name = config
+    endpoint.endpoint_status = "Updating"
+    return ActionResult({"EndpointArn": endpoint.arn})
+
+
+@dataclass
+class EndpointBehaviour:
+    """How endpoints behave in a scenario: Creating/Updating for one poll (or not at all), then ``final_status``."""
+
+    final_status: str = "InService"
+    transitional: bool = True
+    update_rolls_back: bool = False
+
+    def install(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setattr(SageMakerResponse, "update_endpoint", _update_endpoint, raising=False)
+        original_create = SageMakerModelBackend.create_endpoint
+        original_describe = SageMakerModelBackend.describe_endpoint
+        final_status = self.final_status
+        transitional = self.transitional
+        rolls_back = self.update_rolls_back
+
+        def create_endpoint(backend: SageMakerModelBackend, *args: Any, **kwargs: Any) -> FakeEndpoint:
+            endpoint = original_create(backend, *args, **kwargs)
+            endpoint.endpoint_status = "Creating" if transitional else final_status
+            return endpoint
+
+        def describe_endpoint(backend: SageMakerModelBackend, endpoint_name: str) -> dict[str, Any]:
+            response = original_describe(backend, endpoint_name)
+            endpoint = backend.endpoints[endpoint_name]
+            if endpoint.endpoint_status == "Updating" and rolls_back:  # back on the old config, still serving
+                endpoint.endpoint_config_name = endpoint.previous_config_name
+            if endpoint.endpoint_status in ("Creating", "Updating"):  # done by the next poll
+                endpoint.endpoint_status = final_status
+                if final_status == "Failed":
+                    endpoint.failure_reason = (
+                        "The primary container for production variant AllTraffic did not pass the ping health check."
+                    )
+            return response
+
+        monkeypatch.setattr(SageMakerModelBackend, "create_endpoint", create_endpoint)
+        monkeypatch.setattr(SageMakerModelBackend, "describe_endpoint", describe_endpoint)
+
+
+# --- running an execution ------------------------------------------------------------------------------------
+
+
+@dataclass
+class Run:
+    """A finished execution and what it left in moto."""
+
+    status: str
+    output: dict[str, Any] | None
+    error: str | None
+    cause: str | None
+    states: list[str]  # states entered, in order
+    notifications: list[dict[str, Any]]
+    copied: dict[str, bytes]
+
+    def entered(self, state: str) -> bool:
+        return state in self.states
+
+
+@dataclass
+class Pipeline:
+    """moto with the pipeline deployed: the data bucket (manifest), the public bucket (images), the topic."""
+
+    sfn: Any
+    s3: Any
+    sns: Any
+    sagemaker: Any
+    arn: str
+    manifest: list[dict[str, Any]]
+    queue_url: str
+
+    def run(self, execution_input: dict[str, Any] | str, timeout: float = 60) -> Run:
+        text = execution_input if isinstance(execution_input, str) else json.dumps(execution_input)
+        arn = self.sfn.start_execution(stateMachineArn=self.arn, input=text)["executionArn"]
+        deadline = time.monotonic() + timeout
+        while (described := self.sfn.describe_execution(executionArn=arn))["status"] == "RUNNING":
+            assert time.monotonic() < deadline, "execution did not finish"
+            time.sleep(0.05)
+        events = self.sfn.get_execution_history(executionArn=arn, maxResults=1000)["events"]
+        states = [e["stateEnteredEventDetails"]["name"] for e in events if "stateEnteredEventDetails" in e]
+        output = described.get("output")
+        return Run(
+            status=described["status"],
+            output=json.loads(output) if output else None,
+            error=described.get("error"),
+            cause=described.get("cause"),
+            states=states,
+            notifications=self._notifications(),
+            copied=self._dataset_objects(),
+        )
+
+    def _notifications(self) -> list[dict[str, Any]]:
+        messages = self.sns_messages()
+        return [{"Subject": m.get("Subject"), "Message": json.loads(m["Message"])} for m in messages]
+
+    def sns_messages(self) -> list[dict[str, Any]]:
+        sqs = boto3.client("sqs", region_name=REGION)
+        found = []
+        while True:
+            batch = sqs.receive_message(QueueUrl=self.queue_url, MaxNumberOfMessages=10).get("Messages", [])
+            if not batch:
+                return found
+            found += [json.loads(m["Body"]) for m in batch]
+            for m in batch:
+                sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=m["ReceiptHandle"])
+
+    def _dataset_objects(self) -> dict[str, bytes]:
+        listed = self.s3.list_objects_v2(Bucket=BUCKET).get("Contents", [])
+        return {
+            o["Key"]: self.s3.get_object(Bucket=BUCKET, Key=o["Key"])["Body"].read()
+            for o in listed
+            if o["Key"].split("/")[0] in ("train", "valid", "test")
+        }
+
+    def training_jobs(self) -> dict[str, dict[str, Any]]:
+        """The training jobs the execution created (moto's record of each request), by kind: features, train."""
+        jobs: dict[str, dict[str, Any]] = {}
+        for summary in self.sagemaker.list_training_jobs()["TrainingJobSummaries"]:
+            kind = summary["TrainingJobName"].split("-")[1]
+            assert kind not in jobs, f"two {kind} jobs"
+            jobs[kind] = self.sagemaker.describe_training_job(TrainingJobName=summary["TrainingJobName"])
+        return jobs
+
+    def training_request(self) -> dict[str, Any]:
+        """The final training job's request."""
+        return self.training_jobs()["train"]
+
+    def tuning_request(self) -> dict[str, Any]:
+        (summary,) = self.sagemaker.list_hyper_parameter_tuning_jobs()["HyperParameterTuningJobSummaries"]
+        return self.sagemaker.describe_hyper_parameter_tuning_job(
+            HyperParameterTuningJobName=summary["HyperParameterTuningJobName"]
+        )
+
+
+def channels(request: dict[str, Any]) -> dict[str, str]:
+    """A job request's channels: name -> S3 URI."""
+    return {c["ChannelName"]: c["DataSource"]["S3DataSource"]["S3Uri"] for c in request["InputDataConfig"]}
+
+
+def small_manifest() -> list[dict[str, Any]]:
+    """A stratified slice of the real manifest: IMAGES_PER_COUNT images of each count, every field as deployed."""
+    return [e.to_json() for e in build_manifest(load_file_list(), max_per_class=IMAGES_PER_COUNT)]
+
+
+@pytest.fixture
+def deploy(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """A factory that sets up moto and returns the deployed Pipeline.
+
+    ``test_accuracy`` is the recorded final job's and ``rule_issues`` the rules that found issues in it; ``endpoint``
+    how endpoints behave; ``inject_error`` deploys only the failure handling, entered with that error; ``context``
+    overrides cdk.json's settings at synth.
+    """
+    with mock_aws(config={"stepfunctions": {"execute_state_machine": True}}):
+
+        def factory(
+            *,
+            test_accuracy: float = 0.41,
+            rule_issues: tuple[str, ...] = (),
+            endpoint: EndpointBehaviour | None = None,
+            inject_error: dict[str, str] | None = None,
+            context: dict[str, Any] | None = None,
+        ) -> Pipeline:
+            synth = synthesized(**(context or {}))
+            (endpoint or EndpointBehaviour()).install(monkeypatch)
+            s3 = boto3.client("s3", region_name=REGION)
+            s3.create_bucket(Bucket=BUCKET)
+            s3.create_bucket(Bucket=SOURCE_BUCKET)
+            manifest = small_manifest()
+            for entry in manifest:
+                s3.put_object(Bucket=SOURCE_BUCKET, Key=entry["source_key"], Body=f"jpeg {entry['id']}".encode())
+            s3.put_object(Bucket=BUCKET, Key=MANIFEST_KEY, Body=json.dumps(manifest).encode())
+            sns = boto3.client("sns", region_name=REGION)
+            assert sns.create_topic(Name=TOPIC_NAME)["TopicArn"] == TOPIC_ARN
+            sqs = boto3.client("sqs", region_name=REGION)
+            queue_url = sqs.create_queue(QueueName="notifications")["QueueUrl"]
+            queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"][
+                "QueueArn"
+            ]
+            sns.subscribe(TopicArn=TOPIC_ARN, Protocol="sqs", Endpoint=queue_arn)
+            sfn = boto3.client("stepfunctions", region_name=REGION)
+            arn = sfn.create_state_machine(
+                name="bincount-pipeline",
+                definition=(
+                    failure_tail(synth, inject_error)
+                    if inject_error
+                    else moto_definition(synth, test_accuracy=test_accuracy, rule_issues=rule_issues)
+                ),
+                roleArn=f"arn:aws:iam::{ACCOUNT}:role/bincount-pipeline",
+            )["stateMachineArn"]
+            return Pipeline(
+                sfn=sfn,
+                s3=s3,
+                sns=sns,
+                sagemaker=boto3.client("sagemaker", region_name=REGION),
+                arn=arn,
+                manifest=manifest,
+                queue_url=queue_url,
+            )
+
+        yield factory
+
+
+def existing_endpoint(sagemaker: Any) -> None:
+    """An endpoint a previous execution deployed (model, config, endpoint InService)."""
+    sagemaker.create_model(
+        ModelName="bincount-model-previous",
+        ExecutionRoleArn=SAGEMAKER_ROLE,
+        PrimaryContainer={"Image": "image", "ModelDataUrl": "s3://old/model.tar.gz"},
+    )
+    sagemaker.create_endpoint_config(
+        EndpointConfigName="bincount-config-previous",
+        ProductionVariants=[
+            {
+                "VariantName": "AllTraffic",
+                "ModelName": "bincount-model-previous",
+                "InitialInstanceCount": 1,
+                "InstanceType": "ml.t2.medium",
+            }
+        ],
+    )
+    sagemaker.create_endpoint(EndpointName=ENDPOINT, EndpointConfigName="bincount-config-previous")
+    sagemaker.describe_endpoint(EndpointName=ENDPOINT)  # Creating -> InService
+
+
+FAST_POLLING = {"endpointPollSeconds": 0}
+
+
+# --- scenarios -----------------------------------------------------------------------------------------------
+
+
+def test_happy_path_copies_the_dataset_tunes_trains_and_creates_the_endpoint(deploy: Any) -> None:
+    pipeline = deploy()
+    skipped = pipeline.manifest[0]["dest_key"]
+    pipeline.s3.put_object(Bucket=BUCKET, Key=skipped, Body=b"copied by an earlier run")
+
+    run = pipeline.run(FAST_POLLING)
+
+    assert run.status == "SUCCEEDED", (run.error, run.cause, run.states)
+    # PrepareDataset: every image in the channel layout, the one already there left alone.
+    assert set(run.copied) == {e["dest_key"] for e in pipeline.manifest}
+    assert run.copied[skipped] == b"copied by an earlier run"
+    assert all(run.copied[e["dest_key"]] == f"jpeg {e['id']}".encode() for e in pipeline.manifest[1:])
+    # ExtractFeatures ran the backbone once over the train and valid photos on the training instance type...
+    jobs = pipeline.training_jobs()
+    assert set(jobs) == {"features", "train"}
+    features = jobs["features"]
+    assert features["HyperParameters"]["sagemaker_program"] == "extract_features.py"
+    assert channels(features) == {"train": f"s3://{BUCKET}/train/", "valid": f"s3://{BUCKET}/valid/"}
+    assert features["ResourceConfig"]["InstanceType"] == "ml.m5.xlarge"
+    # ... and the trials read only its artifact, on a small CPU instance; the final job that and the test photos.
+    assert run.states.index(d.EXTRACT_FEATURES) < run.states.index(d.TUNE)
+    assert not run.entered(d.USE_PHOTO_CHANNELS)
+    tuning = pipeline.tuning_request()
+    assert channels(tuning["TrainingJobDefinition"]) == {"features": FEATURES_DATA}
+    assert tuning["TrainingJobDefinition"]["ResourceConfig"]["InstanceType"] == "ml.m5.large"
+    assert channels(jobs["train"]) == {"features": FEATURES_DATA, "test": f"s3://{BUCKET}/test/"}
+    assert features["TrainingJobName"].removeprefix("bincount-features-") == tuning[
+        "HyperParameterTuningJobName"
+    ].removeprefix("bincount-hpo-")
+    # Tune got the static hyperparameters the recorded Describe echoes, and unique <= 32-character names.
+    assert tuning["TrainingJobDefinition"]["StaticHyperParameters"] == STATIC
+    assert len(tuning["HyperParameterTuningJobName"]) <= 32
+    assert tuning["HyperParameterTuningJobName"].startswith("bincount-hpo-")
+    # Train got static + tuned hyperparameters, with the final job's entry point.
+    training = pipeline.training_request()
+    assert training["HyperParameters"] == {
+        **STATIC,
+        "_tuning_objective_metric": TUNING_OBJECTIVE,
+        **TUNED,
+        "sagemaker_program": "train_model.py",
+    }
+    assert training["TrainingJobName"].removeprefix("bincount-train-") == tuning[
+        "HyperParameterTuningJobName"
+    ].removeprefix("bincount-hpo-")
+    # Deploy: a model from the training job's artifact, a config on ml.t2.medium, a new endpoint on it.
+    (model,) = pipeline.sagemaker.list_models()["Models"]
+    described_model = pipeline.sagemaker.describe_model(ModelName=model["ModelName"])
+    assert described_model["PrimaryContainer"]["ModelDataUrl"] == MODEL_DATA
+    assert described_model["PrimaryContainer"]["Environment"]["SAGEMAKER_PROGRAM"] == "endpoint_inference.py"
+    endpoint = pipeline.sagemaker.describe_endpoint(EndpointName=ENDPOINT)
+    assert endpoint["EndpointStatus"] == "InService"
+    config = pipeline.sagemaker.describe_endpoint_config(EndpointConfigName=endpoint["EndpointConfigName"])
+    assert config["ProductionVariants"][0]["ModelName"] == model["ModelName"]
+    assert config["ProductionVariants"][0]["InstanceType"] == "ml.t2.medium"
+    assert run.entered(d.CREATE_ENDPOINT) and not run.entered(d.UPDATE_ENDPOINT)
+    assert run.states.count(d.DESCRIBE_ENDPOINT) == 2  # Creating, then InService after one wait
+    # Notify: one success message, and the execution's output is the same summary.
+    assert [n["Subject"] for n in run.notifications] == ["bincount: new model deployed"]
+    summary = run.notifications[0]["Message"]
+    assert summary == run.output
+    assert summary["testAccuracy"] == 0.41
+    assert summary["hyperParameters"] == TUNED
+    assert summary["endpointUpdated"] is False
+    assert summary["featureCache"] is True
+    assert summary["modelName"] == model["ModelName"]
+    # The training rules found nothing; the report is in the final job's output archive.
+    assert summary["trainingIssues"] == []
+    assert summary["trainingReport"] == {
+        "archive": f"s3://{BUCKET}/jobs/training/{training['TrainingJobName']}/output/output.tar.gz",
+        "files": ["report.html", "diagnostics.json"],
+    }
+    # SageMaker Debugger is off by default: no hook, no rules, the Profiler explicitly disabled.
+    assert training.get("DebugHookConfig") is None and not training.get("DebugRuleConfigurations")
+    train_request = deployed_definition(synthesized())["States"][d.TRAIN]["Parameters"]
+    assert train_request["ProfilerConfig"] == {"DisableProfiler": True}
+    assert not {"DebugHookConfig", "DebugRuleConfigurations", "ProfilerRuleConfigurations"} & set(train_request)
+
+
+def test_without_the_feature_cache_every_job_reads_the_photos(deploy: Any) -> None:
+    pipeline = deploy()
+
+    run = pipeline.run({**FAST_POLLING, "featureCache": False, "tuningInstanceType": "ml.m5.2xlarge"})
+
+    assert run.status == "SUCCEEDED", (run.error, run.cause, run.states)
+    assert not run.entered(d.EXTRACT_FEATURES) and not run.entered(d.USE_CACHED_FEATURES)
+    assert run.entered(d.USE_PHOTO_CHANNELS)
+    jobs = pipeline.training_jobs()
+    assert set(jobs) == {"train"}
+    photos = {name: f"s3://{BUCKET}/{name}/" for name in ("train", "valid", "test")}
+    tuning = pipeline.tuning_request()["TrainingJobDefinition"]
+    assert channels(tuning) == {k: photos[k] for k in ("train", "valid")}
+    assert tuning["ResourceConfig"]["InstanceType"] == "ml.m5.2xlarge"
+    assert channels(jobs["train"]) == photos
+    assert run.output["featureCache"] is False
+
+
+def test_existing_endpoint_is_updated_in_place(deploy: Any) -> None:
+    pipeline = deploy()
+    existing_endpoint(pipeline.sagemaker)
+
+    run = pipeline.run(FAST_POLLING)
+
+    assert run.status == "SUCCEEDED", (run.error, run.cause, run.states)
+    assert run.entered(d.UPDATE_ENDPOINT) and not run.entered(d.CREATE_ENDPOINT)
+    assert run.entered(d.WAIT_FOR_ENDPOINT)
+    endpoint = pipeline.sagemaker.describe_endpoint(EndpointName=ENDPOINT)
+    assert endpoint["EndpointStatus"] == "InService"
+    assert endpoint["EndpointConfigName"] == run.output["endpointConfigName"] != "bincount-config-previous"
+    assert run.output["endpointUpdated"] is True
+
+
+@pytest.mark.parametrize("console_input", [{}, CONSOLE_SAMPLE_INPUT], ids=["empty", "console-sample"])
+def test_console_inputs_run_with_defaults(deploy: Any, console_input: dict[str, Any]) -> None:
+    # With the default 60 s between polls, let the endpoint be InService at once.
+    pipeline = deploy(endpoint=EndpointBehaviour(transitional=False))
+
+    run = pipeline.run(console_input)
+
+    assert run.status == "SUCCEEDED", (run.error, run.cause, run.states)
+    tuning = pipeline.tuning_request()
+    assert tuning["HyperParameterTuningJobConfig"]["ResourceLimits"] == {
+        "MaxNumberOfTrainingJobs": 4,
+        "MaxParallelTrainingJobs": 2,
+    }
+    ranges = {
+        r["Name"]: r for r in tuning["HyperParameterTuningJobConfig"]["ParameterRanges"]["ContinuousParameterRanges"]
+    }
+    assert {name: (float(r["MinValue"]), float(r["MaxValue"]), r["ScalingType"]) for name, r in ranges.items()} == {
+        "lr": (1e-5, 1e-1, "Logarithmic"),
+        "eps": (1e-9, 1e-8, "Linear"),
+        "weight-decay": (1e-3, 1e-1, "Linear"),
+    }
+    # The very ranges the local twin searches.
+    from bincount.training.tuning import DEFAULT_RANGES
+
+    assert {n: (float(r["MinValue"]), float(r["MaxValue"]), r["ScalingType"]) for n, r in ranges.items()} == {
+        r.name: (r.min_value, r.max_value, r.scaling) for r in DEFAULT_RANGES
+    }
+    training = pipeline.training_request()
+    assert training["EnableManagedSpotTraining"] is True
+    assert training["StoppingCondition"] == {"MaxRuntimeInSeconds": 7200, "MaxWaitTimeInSeconds": 14400}
+    assert training["ResourceConfig"]["InstanceType"] == "ml.m5.xlarge"
+
+
+def test_quality_gate_failure_stops_before_deploying(deploy: Any) -> None:
+    pipeline = deploy(test_accuracy=0.2)
+    existing_endpoint(pipeline.sagemaker)
+
+    run = pipeline.run({})
+
+    assert run.status == "FAILED"
+    assert run.error == d.GATE_ERROR
+    assert "Test accuracy 0.2" in run.cause and "below the accuracy floor 0.3" in run.cause
+    assert not run.entered(d.CREATE_MODEL)
+    assert [m["ModelName"] for m in pipeline.sagemaker.list_models()["Models"]] == ["bincount-model-previous"]
+    assert (
+        pipeline.sagemaker.describe_endpoint(EndpointName=ENDPOINT)["EndpointConfigName"] == "bincount-config-previous"
+    )
+    assert run.states[-3:] == [d.NOTIFY_FAILURE, d.CHECK_ERROR_NAME, d.FAILED]
+    (notice,) = run.notifications
+    assert notice["Subject"] == "bincount: pipeline failed"
+    assert notice["Message"]["error"] == d.GATE_ERROR and notice["Message"]["cause"] == run.cause
+
+
+def test_settings_in_the_input_override_the_defaults(deploy: Any) -> None:
+    pipeline = deploy(test_accuracy=0.41)
+
+    run = pipeline.run(
+        {
+            "useSpot": False,
+            "tuningMaxJobs": 6,
+            "tuningMaxParallelJobs": 3,
+            "epochs": 2,
+            "trainingInstanceType": "ml.g4dn.xlarge",
+            "accuracyFloor": 0.5,
+        }
+    )
+
+    tuning = pipeline.tuning_request()
+    assert tuning["HyperParameterTuningJobConfig"]["ResourceLimits"] == {
+        "MaxNumberOfTrainingJobs": 6,
+        "MaxParallelTrainingJobs": 3,
+    }
+    assert tuning["TrainingJobDefinition"]["StaticHyperParameters"]["epochs"] == "2"
+    assert tuning["TrainingJobDefinition"]["EnableManagedSpotTraining"] is False
+    training = pipeline.training_request()
+    assert training["StoppingCondition"] == {"MaxRuntimeInSeconds": 7200}
+    assert training["ResourceConfig"]["InstanceType"] == "ml.g4dn.xlarge"
+    # 0.41 passes the default floor but not the overridden one.
+    assert run.status == "FAILED" and run.error == d.GATE_ERROR
+    assert "below the accuracy floor 0.5" in run.cause
+
+
+def test_failed_endpoint_ends_in_fail_after_notifying(deploy: Any) -> None:
+    pipeline = deploy(endpoint=EndpointBehaviour(final_status="Failed"))
+
+    run = pipeline.run(FAST_POLLING)
+
+    assert run.status == "FAILED"
+    assert run.error == d.ENDPOINT_FAILED_ERROR
+    assert f"Endpoint {ENDPOINT} failed" in run.cause and "ping health check" in run.cause
+    assert run.states[-4:] == [d.ENDPOINT_FAILED, d.NOTIFY_FAILURE, d.CHECK_ERROR_NAME, d.FAILED]
+    (notice,) = run.notifications
+    assert notice["Message"]["error"] == d.ENDPOINT_FAILED_ERROR
+    assert notice["Message"]["cause"] == run.cause
+
+
+def test_invalid_input_fails_with_the_settings_used(deploy: Any) -> None:
+    pipeline = deploy()
+
+    run = pipeline.run({"epochs": "four", "lrMin": 0.5})
+
+    assert run.status == "FAILED" and run.error == d.INVALID_SETTINGS_ERROR
+    assert '"epochs":"four"' in run.cause.replace(" ", "")
+    assert not run.entered(d.PREPARE_DATASET)
+    assert run.notifications[0]["Message"]["error"] == d.INVALID_SETTINGS_ERROR
+
+
+def test_failed_update_is_rolled_back_and_reported(deploy: Any) -> None:
+    pipeline = deploy(endpoint=EndpointBehaviour(update_rolls_back=True))
+    existing_endpoint(pipeline.sagemaker)
+
+    run = pipeline.run(FAST_POLLING)
+
+    assert run.status == "FAILED" and run.error == d.ENDPOINT_ROLLED_BACK_ERROR
+    assert "rolled it back to endpoint config bincount-config-previous" in run.cause
+    assert pipeline.sagemaker.describe_endpoint(EndpointName=ENDPOINT)["EndpointStatus"] == "InService"
+    assert run.notifications[0]["Message"]["error"] == d.ENDPOINT_ROLLED_BACK_ERROR
+
+
+@pytest.mark.parametrize(
+    ("error", "expected_error", "expected_cause"),
+    [
+        ("States.TaskFailed", d.STEP_FAILED_ERROR, "States.TaskFailed: the job failed"),
+        ("SageMaker.AmazonSageMakerException", "SageMaker.AmazonSageMakerException", "the job failed"),
+    ],
+)
+def test_failure_tail_keeps_the_error_and_never_raises_a_reserved_name(
+    deploy: Any, error: str, expected_error: str, expected_cause: str
+) -> None:
+    # A Fail state may not raise States.* names; errors caught from AWS often are (States.TaskFailed ...).
+    pipeline = deploy(inject_error={"Error": error, "Cause": "the job failed"})
+
+    run = pipeline.run({})
+
+    assert run.status == "FAILED"
+    assert (run.error, run.cause) == (expected_error, expected_cause)
+    assert run.notifications[0]["Message"]["error"] == error
+
+
+def test_notification_lists_the_rules_that_found_issues(deploy: Any) -> None:
+    pipeline = deploy(rule_issues=("Overfit", "ClassImbalance"))
+
+    run = pipeline.run(FAST_POLLING)
+
+    assert run.status == "SUCCEEDED", (run.error, run.cause, run.states)
+    (notice,) = run.notifications
+    assert notice["Subject"] == "bincount: new model deployed"
+    assert notice["Message"]["trainingIssues"] == ["Overfit", "ClassImbalance"]  # in the order the job reported them
+    assert notice["Message"]["trainingReport"]["archive"].endswith("/output/output.tar.gz")
+    assert run.entered(d.CREATE_MODEL)
+
+
+def test_stop_on_training_issues_refuses_the_model_naming_the_rules(deploy: Any) -> None:
+    pipeline = deploy(rule_issues=("LossNotDecreasing",))
+    existing_endpoint(pipeline.sagemaker)
+
+    run = pipeline.run({**FAST_POLLING, "stopOnTrainingIssues": True})
+
+    assert run.status == "FAILED" and run.error == d.TRAINING_ISSUES_ERROR, (run.error, run.cause)
+    assert '["LossNotDecreasing"]' in run.cause and "stopOnTrainingIssues" in run.cause
+    assert f"s3://{BUCKET}/jobs/training/" in run.cause and "report.html" in run.cause
+    assert not run.entered(d.CREATE_MODEL)
+    assert [m["ModelName"] for m in pipeline.sagemaker.list_models()["Models"]] == ["bincount-model-previous"]
+    (notice,) = run.notifications
+    assert notice["Subject"] == "bincount: pipeline failed"
+    assert notice["Message"]["error"] == d.TRAINING_ISSUES_ERROR and notice["Message"]["cause"] == run.cause
+
+
+def test_stop_on_training_issues_passes_a_clean_training(deploy: Any) -> None:
+    pipeline = deploy()
+
+    run = pipeline.run({**FAST_POLLING, "stopOnTrainingIssues": True})
+
+    assert run.status == "SUCCEEDED", (run.error, run.cause, run.states)
+    assert run.output["trainingIssues"] == []
+
+
+def test_stop_on_training_issues_must_be_a_boolean(deploy: Any) -> None:
+    run = deploy().run({"stopOnTrainingIssues": "yes"})
+
+    assert run.status == "FAILED" and run.error == d.INVALID_SETTINGS_ERROR
+
+
+DEBUGGER_CONTEXT = {"sagemakerDebugger": True, "frameworkVersion": "2.1", "pyVersion": "py310"}
+
+
+def test_sagemaker_debugger_setting_adds_the_hook_rules_and_profiler(deploy: Any) -> None:
+    pipeline = deploy(context=DEBUGGER_CONTEXT)
+
+    run = pipeline.run(FAST_POLLING)
+
+    assert run.status == "SUCCEEDED", (run.error, run.cause, run.states)
+    training = pipeline.training_request()
+    hook = training["DebugHookConfig"]
+    assert hook["S3OutputPath"] == f"s3://{BUCKET}/jobs/debugger/"
+    collections = {c["CollectionName"] for c in hook["CollectionConfigurations"]}
+    assert collections == {"losses", "weights", "gradients", "biases", "relu_input"}
+    rules = {r["RuleConfigurationName"]: r for r in training["DebugRuleConfigurations"]}
+    assert set(rules) == set(DEBUGGER_RULES)
+    assert all(".dkr.ecr." in r["RuleEvaluatorImage"] for r in rules.values())
+    request = deployed_definition(synthesized(**DEBUGGER_CONTEXT))["States"][d.TRAIN]["Parameters"]
+    assert request["ProfilerConfig"]["S3OutputPath"] == f"s3://{BUCKET}/jobs/profiler/"
+    assert [r["RuleConfigurationName"] for r in request["ProfilerRuleConfigurations"]] == ["ProfilerReport"]
