@@ -4,7 +4,7 @@ VENV := .venv
 STAMP := $(VENV)/.installed
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 
-.PHONY: setup run test lint synth deploy destroy clean
+.PHONY: setup run test test-fast lint format-check types pr synth deploy destroy clean
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml package.json package-lock.json scripts/setup.sh
 	scripts/setup.sh
@@ -19,8 +19,22 @@ run: $(STAMP)
 test: $(STAMP)
 	$(VENV)/bin/pytest
 
+## The quick loop: the unit tests (no training, no servers, no CDK synthesis).
+test-fast: $(STAMP)
+	$(VENV)/bin/pytest tests/unit -q
+
+format-check: $(STAMP)
+	$(VENV)/bin/ruff format --check .
+
+types: $(STAMP)
+	$(VENV)/bin/mypy
+
+## Lint: ruff (rules and format) and the type checker (mypy, configured in pyproject.toml).
 lint: $(STAMP)
-	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
+	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check . && $(VENV)/bin/mypy
+
+## Before a pull request: format check, lint, types, then every test.
+pr: format-check lint types test
 
 synth: $(STAMP)
 	npx cdk synth --quiet

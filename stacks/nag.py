@@ -142,8 +142,14 @@ def _applies_to(patterns: tuple[str, ...] | None) -> list[str | RegexAppliesTo] 
     return [RegexAppliesTo(regex=p) if p.startswith("/") else p for p in patterns]
 
 
-def suppress(construct: IConstruct, *finding_names: str) -> None:
-    """Suppress the named :data:`FINDINGS` on ``construct`` and its children, with their reasons."""
+def suppress(construct: IConstruct | None, *finding_names: str) -> None:
+    """Suppress the named :data:`FINDINGS` on ``construct`` and its children, with their reasons.
+
+    Raises:
+        ValueError: no construct (a child that CDK no longer creates under that id): nothing would be suppressed.
+    """
+    if construct is None:
+        raise ValueError(f"no construct to suppress {', '.join(finding_names)} on")
     NagSuppressions.add_resource_suppressions(
         construct,
         [

@@ -31,7 +31,7 @@ BINARY_MEDIA_TYPES: tuple[str, ...] = ("image/jpeg", "image/png", "application/x
 ASSET_EXCLUDES: tuple[str, ...] = ("__pycache__", "*.pyc", "tests", ".pytest_cache")
 
 # API Gateway's own error responses, in the API's JSON error shape: (response type, status, message).
-GATEWAY_ERRORS: tuple[tuple[apigw.ResponseType, str, str], ...] = (
+GATEWAY_ERRORS: tuple[tuple[apigw.ResponseType, str | None, str], ...] = (
     (apigw.ResponseType.THROTTLED, "429", "too many requests: slow down and retry"),
     (apigw.ResponseType.QUOTA_EXCEEDED, "429", "daily request quota of this API key exceeded"),
     (apigw.ResponseType.INVALID_API_KEY, "403", "missing or invalid API key: send it in the x-api-key header"),

@@ -256,7 +256,7 @@ def _http(
     method: str, url: str, body: bytes | None = None, headers: Mapping[str, str] | None = None, *, timeout: float
 ) -> tuple[int, bytes, str]:
     parts = urlsplit(url)
-    connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout)
+    connection = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=timeout)
     try:
         connection.request(method, parts.path, body=body, headers=dict(headers or {}))
         response = connection.getresponse()

@@ -24,6 +24,7 @@ import json
 import logging
 import warnings
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -43,7 +44,7 @@ MIN_CHECK_COSINE = 0.99
 """Measured here: 0.996 or more on every photo; int8 that saturates or packs weights wrongly falls far below."""
 
 
-def _fx() -> tuple[object, object, object]:
+def _fx() -> tuple[Any, Any, Any]:
     with warnings.catch_warnings():  # the FX API warns that it is deprecated (torch >= 2.10)
         warnings.simplefilter("ignore")
         from torch.ao.quantization import get_default_qconfig_mapping

@@ -6,13 +6,14 @@ import json
 import math
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from bincount.data.labels import COUNTS, NUM_CLASSES
 
 EVALUATION_FILE = "evaluation.json"
 
 
-def evaluate_counts(true_counts: Sequence[int], predicted_counts: Sequence[int]) -> dict[str, object]:
+def evaluate_counts(true_counts: Sequence[int], predicted_counts: Sequence[int]) -> dict[str, Any]:
     """Accuracy, RMSE and MAE (in objects), per-class accuracy and the 5x5 confusion matrix.
 
     ``confusion_matrix[i][j]`` is the number of photos with ``i + 1`` objects predicted as ``j + 1``.

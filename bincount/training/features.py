@@ -92,7 +92,10 @@ def extract_channel(
     backbone.eval()
     dataset = ChannelDataset(root, eval_transform())
     loader = DataLoader(_Indexed(dataset), batch_size=batch_size, num_workers=workers, collate_fn=_collate)
-    chunks, targets, ids, skipped = [], [], [], 0
+    chunks: list[torch.Tensor] = []
+    targets: list[torch.Tensor] = []
+    ids: list[str] = []
+    skipped = 0
     for images, batch_targets, indices, batch_skipped in loader:
         skipped += batch_skipped
         if not indices:

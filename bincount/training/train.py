@@ -69,7 +69,7 @@ class _Tally:
 
     def add(self, loss: float, predicted: torch.Tensor, targets: torch.Tensor) -> None:
         self.loss_sum += loss * len(targets)
-        self.correct += (predicted == targets).sum().item()
+        self.correct += int((predicted == targets).sum().item())
         self.n += len(targets)
 
 
@@ -168,7 +168,7 @@ def load_cached(channel: str, args: argparse.Namespace, net: BinCountNet, *, tra
 
 
 def make_loader(dataset: Dataset, args: argparse.Namespace, *, train: bool, sharded: bool, workers: int) -> DataLoader:
-    sampler = None
+    sampler: DistributedSampler | None = None
     if sharded and distributed.get_world_size() > 1:
         sampler = DistributedSampler(dataset, shuffle=train, seed=args.seed, drop_last=False)
     return DataLoader(
@@ -351,7 +351,7 @@ def _finish(
     monitor: TrainingMonitor,
 ) -> None:
     """Test once, then write evaluation.json, the plots, report.html and the model artifact."""
-    from bincount import plots  # matplotlib only where plots are drawn
+    from bincount.training import plots  # matplotlib only where plots are drawn
     from bincount.training import report as report_page
 
     pairs: list[tuple[int, int]] = []

@@ -10,8 +10,9 @@ from __future__ import annotations
 import math
 import random
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from bincount.training.metrics import TUNING_OBJECTIVE, metric_regex
 
@@ -74,7 +75,7 @@ def objective_from_log(log: str) -> float | None:
     return float(values[-1]) if values else None
 
 
-def best_trial(results: list[Mapping[str, object]]) -> Mapping[str, object]:
+def best_trial(results: Sequence[Mapping[str, Any]]) -> Mapping[str, Any]:
     """The finished trial with the lowest objective.
 
     Raises:
@@ -83,4 +84,4 @@ def best_trial(results: list[Mapping[str, object]]) -> Mapping[str, object]:
     finished = [r for r in results if isinstance(r.get("objective"), (int, float))]
     if not finished:
         raise ValueError("no tuning trial finished with a valid:loss; see the trial logs")
-    return min(finished, key=lambda r: float(r["objective"]))  # type: ignore[arg-type]
+    return min(finished, key=lambda r: float(r["objective"]))
