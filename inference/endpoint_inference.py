@@ -1,4 +1,4 @@
-"""SageMaker PyTorch inference handler (DESIGN.md §4): a bin photo in, the object count out.
+"""SageMaker PyTorch inference handler (docs/design.md §4): a bin photo in, the object count out.
 
 The AWS PyTorch inference container loads this module from the model artifact's ``code/`` (``SAGEMAKER_PROGRAM``)
 and calls the four functions below. Client mistakes raise :class:`bincount.serving.imaging.RequestError`, a toolkit

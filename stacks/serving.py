@@ -1,4 +1,4 @@
-"""CountApi: the REST API of DESIGN.md §5 in front of the endpoint, through the Lambda handler in ``lambda/``.
+"""CountApi: the REST API of docs/design.md §5 in front of the endpoint, through the Lambda handler in ``lambda/``.
 
 - ``POST /count`` (raw image body, ``Content-Type`` required) and ``GET /health``, both behind an API key
   (``x-api-key``) whose usage plan is sized for one ml.t2.medium (rate, burst, daily quota from the settings);

@@ -1,4 +1,4 @@
-"""SageMaker script-mode entry point of one hyperparameter-tuning trial (DESIGN.md §3).
+"""SageMaker script-mode entry point of one hyperparameter-tuning trial (docs/design.md §3).
 
 Trains on SM_CHANNEL_TRAIN and reports ``valid:loss`` / ``valid:accuracy`` on SM_CHANNEL_VALID each epoch; the
 tuning job minimises ``valid:loss``. Same options as train_model.py; it never touches the test channel.

@@ -1,4 +1,4 @@
-"""SageMaker script-mode entry point of the final training job (DESIGN.md §3).
+"""SageMaker script-mode entry point of the final training job (docs/design.md §3).
 
 Trains the head on SM_CHANNEL_TRAIN, selects the epoch on SM_CHANNEL_VALID, tests once on SM_CHANNEL_TEST and
 writes the model artifact to SM_MODEL_DIR and evaluation.json + plots to SM_OUTPUT_DATA_DIR.

@@ -1,6 +1,6 @@
 """What one pipeline run and the idle endpoint cost: instance-hours x list price, ours against the classic recipe.
 
-A run is modelled job by job, as the state machine runs them (DESIGN.md §1):
+A run is modelled job by job, as the state machine runs them (docs/design.md §1):
 
 - with the feature cache: ExtractFeatures (both views of every train and valid photo through the backbone, on the
   training instance type), ``tuningMaxJobs`` trials training the head on the cached features (no backbone pass) on

@@ -1,4 +1,4 @@
-"""Reading a channel in the layout ``<channel>/<count>/<id>.jpg`` (DESIGN.md §2).
+"""Reading a channel in the layout ``<channel>/<count>/<id>.jpg`` (docs/design.md §2).
 
 A corrupt or truncated image never reaches the model and never stops an epoch: the dataset yields ``None`` for it
 (with a warning naming the file), :func:`collate_skipping_bad` drops it from the batch and counts it, and the

@@ -1,7 +1,7 @@
 """The dataset manifest: which ABID images we use, their counts, and their train/valid/test split.
 
 The manifest is built from ``file_list.json`` (keys "1".."5", values ``data/metadata/<id>.json``) once, the same way
-at CDK synth time and in the local twin, so every run and every machine sees the same split (DESIGN.md §2).
+at CDK synth time and in the local twin, so every run and every machine sees the same split (docs/design.md §2).
 
 The split is stratified and deterministic: within each count, images are ordered by a seeded SHA-256 hash of their
 id and dealt out in a repeating pattern of ten (8 train, 1 valid, 1 test). Any prefix of that order is itself an

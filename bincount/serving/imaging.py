@@ -5,7 +5,7 @@ on the inference container's Python 3.10. What is accepted and the limits are in
 
 Every refusal is a :class:`RequestError` naming what was wrong. It subclasses the serving toolkit's own error type
 (when the toolkit is importable), so inside the container the client gets its 4xx status and this message, not a
-500 with a traceback (DESIGN.md §4).
+500 with a traceback (docs/design.md §4).
 """
 
 from __future__ import annotations

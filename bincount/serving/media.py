@@ -12,9 +12,9 @@ PNG = "image/png"
 X_IMAGE = "application/x-image"
 JSON = "application/json"
 CONTENT_TYPES: tuple[str, ...] = (JPEG, PNG, X_IMAGE)
-"""What the endpoint accepts (DESIGN.md §4); ``application/x-image`` means "JPEG or PNG, look at the bytes"."""
+"""What the endpoint accepts (docs/design.md §4); ``application/x-image`` means "JPEG or PNG, look at the bytes"."""
 API_CONTENT_TYPES: tuple[str, ...] = (JPEG, PNG)
-"""What the API accepts (DESIGN.md §5)."""
+"""What the API accepts (docs/design.md §5)."""
 
 # Magic bytes of the formats we decode -> (Pillow format name, content type).
 SIGNATURES: dict[bytes, tuple[str, str]] = {

@@ -1,4 +1,4 @@
-"""Training diagnostics in-process (DESIGN.md §9): built-in rules on the real tensors, and a cheap profile.
+"""Training diagnostics in-process (docs/design.md §9): built-in rules on the real tensors, and a cheap profile.
 
 SageMaker Debugger's rules and Profiler are closed to new accounts, and the newer training containers have no smdebug
 hook, so both training entry points check their own training while it runs. Each rule is defined once in

@@ -1,4 +1,4 @@
-"""Test-set evaluation: the numbers written to ``evaluation.json`` (DESIGN.md §3)."""
+"""Test-set evaluation: the numbers written to ``evaluation.json`` (docs/design.md §3)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Metric log lines and the regexes that read them back: the one place both are defined (DESIGN.md §3, §9).
+"""Metric log lines and the regexes that read them back: the one place both are defined (docs/design.md §3, §9).
 
 Training scripts print ``name=value`` lines; SageMaker reads them with the ``MetricDefinitions`` below (the tuning
 objective is ``valid:loss``), and the state machine's quality gate reads ``test:accuracy`` and the ``rule:<Name>``

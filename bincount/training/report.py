@@ -1,4 +1,4 @@
-"""``report.html``: one self-contained page per final job (DESIGN.md §9).
+"""``report.html``: one self-contained page per final job (docs/design.md §9).
 
 Loss curves and the confusion matrix (the PNGs that bincount.training.plots wrote, inlined as base64), the test numbers,
 every rule's status and the profile. No external URL: the page opens from the unpacked output.tar.gz, offline.

@@ -1,6 +1,6 @@
 """The training recipe behind ``training/hpo.py`` (a tuning trial) and ``training/train_model.py`` (the final job).
 
-Both run the same loop on SageMaker's channels and print the metric lines of DESIGN.md §3. The final job then
+Both run the same loop on SageMaker's channels and print the metric lines of docs/design.md §3. The final job then
 restores the epoch with the lowest validation loss, evaluates it once on the test channel, and writes the model
 artifact (``model.pth`` + ``code/``), ``evaluation.json`` and the plots.
 
@@ -47,7 +47,7 @@ from bincount.training.metrics import TEST_ACCURACY, TEST_RMSE, TRAIN_LOSS, VALI
 log = logging.getLogger("bincount.training.train")
 
 EXIT_BAD_INPUT = 2
-EXIT_DIVERGED = 2  # a non-finite loss or gradient (DESIGN.md §9)
+EXIT_DIVERGED = 2  # a non-finite loss or gradient (docs/design.md §9)
 
 
 @dataclass

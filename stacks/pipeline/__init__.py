@@ -1,1 +1,1 @@
-"""The tune-then-train-then-deploy state machine (DESIGN.md §1, §6): its definition, its IAM and its construct."""
+"""The tune-then-train-then-deploy state machine (docs/design.md §1, §6): its definition, its IAM and its construct."""

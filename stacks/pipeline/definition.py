@@ -1,4 +1,4 @@
-"""The pipeline's state machine definition (Amazon States Language, JSONPath), DESIGN.md §1 and §6.
+"""The pipeline's state machine definition (Amazon States Language, JSONPath), docs/design.md §1 and §6.
 
     ApplyDefaults -> PrepareDataset -> [ExtractFeatures] -> Tune -> PickBest -> Train -> QualityGate -> Deploy
                   -> WaitInService -> Notify

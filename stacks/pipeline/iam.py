@@ -1,4 +1,4 @@
-"""IAM for the pipeline: the SageMaker execution role's and the state machine role's statements (DESIGN.md §6)."""
+"""IAM for the pipeline: the SageMaker execution role's and the state machine role's statements (docs/design.md §6)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The API's Lambda driven with API Gateway REST proxy events: every documented status (DESIGN.md §5) produced by
+"""The API's Lambda driven with API Gateway REST proxy events: every documented status (docs/design.md §5) produced by
 the condition that should produce it. Behind it, the real handler and artifact on a local SageMaker endpoint over
 HTTP; conditions only AWS itself can produce (throttling...) come from a stub answering in AWS's error shapes."""
 

@@ -2,7 +2,7 @@
 proxy events (the real handler and artifact behind it on a local SageMaker endpoint over loopback HTTP), and the
 endpoint itself over HTTP (the sagemaker-runtime wire path, the real handler in AWS's serving toolkit).
 
-Each case gets its documented status (DESIGN.md §5; the endpoint's own refusals come back as ModelError with the
+Each case gets its documented status (docs/design.md §5; the endpoint's own refusals come back as ModelError with the
 handler's 4xx as OriginalStatusCode, §4) and a JSON error saying what was wrong; right after it, a good photo is
 still counted, so nothing broke the process. Odd but valid images (alpha, 16-bit, CMYK, grayscale, EXIF-rotated,
 1x1) are counted, not refused.

@@ -29,7 +29,7 @@ def model(model_dir: Path) -> handler.ServingModel:
 
 
 def assert_count_json(text: str) -> dict:
-    """The JSON of DESIGN.md §4."""
+    """The JSON of docs/design.md §4."""
     answer = json.loads(text)
     assert answer["count"] in COUNTS and isinstance(answer["count"], int)
     assert set(answer["probabilities"]) == {str(c) for c in COUNTS}
