@@ -2,7 +2,8 @@
 
 Key layout of the data bucket:
 
-- ``train/ valid/ test/<count>/<id>.jpg``: the dataset in the channel layout (docs/design.md §2), copied by PrepareDataset;
+- ``train/ valid/ test/<count>/<id>.jpg``: the dataset in the channel layout (docs/design.md §2), copied by
+  PrepareDataset;
 - ``manifests/manifest.json``: the dataset manifest (built at synth from ``data/file_list.json``);
 - ``jobs/``: tuning and training outputs, Debugger and Profiler data (expire after 90 days);
 - ``checkpoints/<training job>/``: spot checkpoints (expire after 30 days);
