@@ -124,32 +124,25 @@ TRAINING_ISSUES_PATH = "$.diagnostics.issues"
 SOURCE_KEY_FIELD = "source_key"
 DEST_KEY_FIELD = "dest_key"
 
-_NUMERIC_SETTINGS: tuple[str, ...] = (
-    "tuningMaxJobs",
-    "tuningMaxParallelJobs",
-    "epochs",
-    "batchSize",
-    "lrMin",
-    "lrMax",
-    "epsMin",
-    "epsMax",
-    "weightDecayMin",
-    "weightDecayMax",
-    "accuracyFloor",
-    "maxRuntimeSeconds",
-    "maxWaitSeconds",
-    "endpointPollSeconds",
-    "endpointMaxPolls",
+# The ASL type check of each setting follows from its default's type in the settings table
+# (bincount/cloud/settings.py, via PipelineSpec.defaults): no hand-kept list to fall out of step.
+_TYPE_TESTS: tuple[tuple[str, tuple[type, ...]], ...] = (
+    ("IsNumeric", (int, float)),
+    ("IsString", (str,)),
+    ("IsBoolean", (bool,)),
 )
-_STRING_SETTINGS: tuple[str, ...] = (
-    "tuningInstanceType",
-    "trainingInstanceType",
-    "endpointInstanceType",
-    "tuningImage",
-    "trainingImage",
-    "inferenceImage",
-)
-_BOOLEAN_SETTINGS: tuple[str, ...] = ("useSpot", "featureCache", "stopOnTrainingIssues")
+
+
+def type_test(key: str, default: Any) -> str:
+    """The ASL Choice test (``IsNumeric``, ``IsString``, ``IsBoolean``) a setting's value must pass."""
+    if isinstance(default, bool):  # before int: a bool is an int to Python, not to ASL
+        return "IsBoolean"
+    for test, types in _TYPE_TESTS:
+        if isinstance(default, types):
+            return test
+    raise ValueError(f"setting {key}: no ASL type check for a {type(default).__name__} default")
+
+
 _RANGES: tuple[tuple[str, str], ...] = (("lrMin", "lrMax"), ("epsMin", "epsMax"), ("weightDecayMin", "weightDecayMax"))
 
 
@@ -177,16 +170,15 @@ def _uuid_parts() -> tuple[str, str]:
 
 def settings_states(spec: PipelineSpec) -> dict[str, State]:
     """ApplyDefaults: defaults merged with the input, validated, plus this execution's names and capacity."""
-    missing = set(_NUMERIC_SETTINGS + _STRING_SETTINGS + _BOOLEAN_SETTINGS) ^ set(spec.defaults)
-    if missing:
-        raise ValueError(f"pipeline defaults and validated settings differ: {sorted(missing)}")
     uuid = _uuid_parts()
     run_id = "{}{}"  # 8 + 4 hex digits of a fresh UUID: 12 characters (settings.RUN_ID_LENGTH)
-    wrong_type = (
-        [{"Not": {"Variable": f"$.config.{key}", "IsNumeric": True}} for key in _NUMERIC_SETTINGS]
-        + [{"Not": {"Variable": f"$.config.{key}", "IsString": True}} for key in _STRING_SETTINGS]
-        + [{"Not": {"Variable": f"$.config.{key}", "IsBoolean": True}} for key in _BOOLEAN_SETTINGS]
-    )
+    tests = {key: type_test(key, default) for key, default in spec.defaults.items()}
+    wrong_type = [
+        {"Not": {"Variable": f"$.config.{key}", test: True}}
+        for wanted, _ in _TYPE_TESTS
+        for key, test in tests.items()
+        if test == wanted
+    ]
     bad_range = [
         {"Variable": f"$.config.{low}", "NumericGreaterThanEqualsPath": f"$.config.{high}"} for low, high in _RANGES
     ] + [

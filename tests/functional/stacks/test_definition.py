@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from bincount.cloud.settings import MAX_TUNING_JOB_NAME
+from bincount.cloud.settings import MAX_TUNING_JOB_NAME, SETTING_SPECS
 from bincount.training.metrics import RULE_NAMES, TUNING_OBJECTIVE, metric_definitions
 from stacks.pipeline import definition as d
 from stacks.pipeline.asl import PLACEHOLDERS, SAGEMAKER_API_ERRORS, format_string, to_json
@@ -290,3 +290,17 @@ def test_numbers_are_written_without_exponent_padding() -> None:
 def test_format_string_refuses_quotes() -> None:
     with pytest.raises(ValueError, match="quotes"):
         format_string("the endpoint's {}", "$.x")
+
+
+def test_validate_settings_checks_the_type_of_every_runtime_setting_from_the_table(asl: dict[str, Any]) -> None:
+    """ValidateSettings' type checks come from the settings table: one per runtime setting (and image), of its type."""
+    checks = {
+        choice["Not"]["Variable"].removeprefix("$.config."): next(k for k in choice["Not"] if k != "Variable")
+        for choice in asl["States"][d.VALIDATE_SETTINGS]["Choices"][0]["Or"]
+    }
+    expected = {spec.key: d.type_test(spec.key, spec.default) for spec in SETTING_SPECS if spec.runtime}
+    assert {k: v for k, v in checks.items() if k in expected} == expected
+    assert set(checks) - set(expected) == {"tuningImage", "trainingImage", "inferenceImage"}
+    assert checks["featureCache"] == "IsBoolean" and checks["epochs"] == "IsNumeric"
+    with pytest.raises(ValueError, match="no ASL type check"):
+        d.type_test("nothing", None)
