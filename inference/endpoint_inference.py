@@ -9,7 +9,8 @@ Runs in the endpoint image (``bincount serve``, torch 2.10) and in AWS's prebuil
 ``bincount.model.artifact`` packs beside it. ``model_fn`` logs the path it serves once, as ``serving path: int8`` or
 ``serving path: fp32 (<why>)``.
 
-Two paths, the same answers (tests/test_inference_fast.py checks them against each other on real photos):
+Two paths, the same answers (tests/functional/serving/test_inference_fast.py checks them against each other on
+real photos):
 
 - fast (default): the evaluation transforms computed on 8-bit pixels in torch
   (:func:`bincount.data.transforms.eval_batch`, within one grey level of Pillow's), the int8 backbone that training

@@ -1,5 +1,5 @@
 """Security invariants of the synthesized template, checked generically (issue 7): they hold for every resource of
-the kind, including ones added later, where tests/test_cdk_template.py pins the ones that exist today.
+the kind, including ones added later, where tests/functional/stacks/test_template.py pins the ones that exist today.
 
 - IAM: no statement allows every action (``*``) or every action of a service (``svc:*``); every ``*`` in an action
   or resource is accepted by a cdk-nag suppression on that very policy whose reason is written in
