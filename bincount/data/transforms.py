@@ -57,9 +57,9 @@ def eval_batch(img: Image.Image) -> torch.Tensor:
     """``eval_transform()(img).unsqueeze(0)``, computed faster: resized while still 8-bit, in torch (antialiased
     bilinear, as Pillow's), centre-cropped, then normalised in one affine step.
 
-    Pixels land within one grey level of Pillow's resize (tests/unit/data/test_transforms.py checks it on the real photos), which
-    moves the network's features far less than int8 quantisation does. Measured here on ABID photos: about 1 ms
-    against 3 ms for the PIL transforms. Falls back to :func:`eval_transform` where torch cannot resize uint8.
+    Pixels land within one grey level of Pillow's resize (tests/unit/data/test_transforms.py checks it on the real
+    photos), which moves the network's features far less than int8 quantisation does. Measured here on ABID photos:
+    about 1 ms against 3 ms for the PIL transforms. Falls back to :func:`eval_transform` where torch cannot resize uint8.
     """
     if not _UINT8_RESIZE:
         return _EVAL(img).unsqueeze(0)

@@ -69,8 +69,9 @@ def test_same_pixels_same_answer_whatever_the_container(model) -> None:
 
 
 def test_predict_applies_the_evaluation_transforms_of_training(model) -> None:
-    """The transform code of training, not a copy: the int8 path runs its 8-bit form (tests/unit/data/test_transforms.py keeps
-    it within one grey level of ``eval_transform``, which the fp32 paths run: test_inference_fast.py)."""
+    """The transform code of training, not a copy: the int8 path runs its 8-bit form
+    (tests/unit/data/test_transforms.py keeps it within one grey level of ``eval_transform``, which the fp32 paths
+    run: test_inference_fast.py)."""
     assert handler.eval_transform is transforms.eval_transform and handler.eval_batch is transforms.eval_batch
     assert model.path == handler.FAST_PATH and model.fast
     image = handler.input_fn(photo_bytes(7), "image/jpeg")

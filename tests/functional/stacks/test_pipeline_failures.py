@@ -1,6 +1,6 @@
 """Pipeline failures, executed in moto's Step Functions interpreter (issue 7), with the deployed definition and the
-fixtures of tests/functional/stacks/test_state_machine.py: each SageMaker step that fails ends in a notification and a Fail
-carrying the cause, and leaves a previously deployed endpoint serving on its old config; a failed run leaves the
+fixtures of tests/functional/stacks/test_state_machine.py: each SageMaker step that fails ends in a notification and a
+Fail carrying the cause, and leaves a previously deployed endpoint serving on its old config; a failed run leaves the
 dataset complete for the re-run and nothing half-deployed; SageMaker calls retry with backoff.
 
 moto reports any failed SDK call as ``States.Runtime`` (AWS says ``SageMaker.AmazonSageMakerException`` for
