@@ -59,7 +59,8 @@ def eval_batch(img: Image.Image) -> torch.Tensor:
 
     Pixels land within one grey level of Pillow's resize (tests/unit/data/test_transforms.py checks it on the real
     photos), which moves the network's features far less than int8 quantisation does. Measured here on ABID photos:
-    about 1 ms against 3 ms for the PIL transforms. Falls back to :func:`eval_transform` where torch cannot resize uint8.
+    about 1 ms against 3 ms for the PIL transforms. Falls back to :func:`eval_transform` where torch cannot resize
+    uint8.
     """
     if not _UINT8_RESIZE:
         return _EVAL(img).unsqueeze(0)
