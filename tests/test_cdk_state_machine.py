@@ -9,10 +9,15 @@ create-or-update and DescribeEndpoint polling, SNS notifications, the Fail state
 
 moto has no UpdateEndpoint; a small shim adds one (switch the config, status Updating), and endpoints pass through
 Creating/Updating for one poll before InService, so the Wait loop runs too.
+
+Every request a Task state sends, in every scenario, is checked against AWS's definition of its API (botocore's
+service model: members, required members, types, enums, lengths, ranges and patterns, ``tests/aws_requests.py``),
+and the executions have awkward but valid names (``retrain(2)``, ``it's!``, 80 characters), as users name them.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
 from collections.abc import Iterator
@@ -25,12 +30,16 @@ from moto import mock_aws
 from moto.core.responses import ActionResult
 from moto.sagemaker.models import FakeEndpoint, SageMakerModelBackend
 from moto.sagemaker.responses import SageMakerResponse
+from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service import StateTaskService
+from moto.stepfunctions.parser.models import stepfunctions_parser_backends
 
 from bincount.manifest import SOURCE_BUCKET, build_manifest, load_file_list
 from bincount.metrics import TEST_ACCURACY, TUNING_OBJECTIVE
 from stacks.pipeline import definition as d
 from stacks.pipeline.asl import to_json
+from stacks.pipeline.requests import RUN_TAG
 from stacks.storage import MANIFEST_KEY
+from tests.aws_requests import integration_request, operation_of, request_errors
 from tests.test_cdk_support import REGION, Synthesized, synthesized
 
 ACCOUNT = "123456789012"
@@ -60,6 +69,16 @@ STATIC = {
 }
 CONSOLE_SAMPLE_INPUT = {"Comment": "Insert your JSON here"}
 IMAGES_PER_COUNT = 2
+# Valid execution names (StartExecution allows all of these characters, up to 80 of them) that SageMaker's names and
+# tag values would refuse if a request carried them.
+AWKWARD_EXECUTION_NAMES: tuple[str, ...] = (
+    "retrain(2)",
+    "it's!",
+    "nightly+run=2026.11.24@eu",
+    "r" * 80,
+    "Zählung-über_Nacht",
+    "a(b)c!d'e" + "x" * 71,
+)
 
 
 # --- recorded Describe outputs of finished jobs ----------------------------------------------------------------
@@ -249,6 +268,38 @@ class EndpointBehaviour:
         monkeypatch.setattr(SageMakerModelBackend, "describe_endpoint", describe_endpoint)
 
 
+# --- what the Task states send --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TaskRequest:
+    """One request a Task state sent: its resource and its Parameters, rendered with the execution's data."""
+
+    state: str
+    resource: str
+    parameters: dict[str, Any]
+
+    def errors(self) -> list[str]:
+        """What AWS would refuse in this request (botocore's model of the API the resource calls)."""
+        service, operation = operation_of(self.resource)
+        found = request_errors(service, operation, integration_request(self.resource, self.parameters))
+        return [f"{self.state} ({service} {operation}): {error}" for error in found]
+
+
+def record_requests(monkeypatch: pytest.MonkeyPatch) -> list[TaskRequest]:
+    """Record every request moto's interpreter sends for a Task state, as the state rendered it."""
+    sent: list[TaskRequest] = []
+    original = StateTaskService._before_eval_execution
+
+    def before_eval_execution(task: StateTaskService, **kwargs: Any) -> None:
+        parameters = json.loads(json.dumps(kwargs["raw_parameters"]))
+        sent.append(TaskRequest(str(task.name), task.resource.resource_arn, parameters))
+        original(task, **kwargs)
+
+    monkeypatch.setattr(StateTaskService, "_before_eval_execution", before_eval_execution)
+    return sent
+
+
 # --- running an execution ------------------------------------------------------------------------------------
 
 
@@ -263,6 +314,7 @@ class Run:
     states: list[str]  # states entered, in order
     notifications: list[dict[str, Any]]
     copied: dict[str, bytes]
+    requests: list[TaskRequest]  # what every Task state sent, in order, Distributed Map items included
 
     def entered(self, state: str) -> bool:
         return state in self.states
@@ -279,17 +331,26 @@ class Pipeline:
     arn: str
     manifest: list[dict[str, Any]]
     queue_url: str
+    sent: list[TaskRequest]
 
-    def run(self, execution_input: dict[str, Any] | str, timeout: float = 60) -> Run:
+    def run(self, execution_input: dict[str, Any] | str, timeout: float = 60, *, name: str | None = None) -> Run:
+        """Start an execution (named ``name``, else the next awkward name) and wait for it to end; every request it
+        sent must be valid for AWS."""
         text = execution_input if isinstance(execution_input, str) else json.dumps(execution_input)
-        arn = self.sfn.start_execution(stateMachineArn=self.arn, input=text)["executionArn"]
+        name = name or next(_EXECUTION_NAMES)
+        first_request = len(self.sent)
+        arn = self.sfn.start_execution(stateMachineArn=self.arn, name=name, input=text)["executionArn"]
         deadline = time.monotonic() + timeout
         while (described := self.sfn.describe_execution(executionArn=arn))["status"] == "RUNNING":
             assert time.monotonic() < deadline, "execution did not finish"
             time.sleep(0.05)
         events = self.sfn.get_execution_history(executionArn=arn, maxResults=1000)["events"]
         states = [e["stateEnteredEventDetails"]["name"] for e in events if "stateEnteredEventDetails" in e]
+        _release_finished_executions()
         output = described.get("output")
+        sent = self.sent[first_request:]
+        invalid = [error for request in sent for error in request.errors()]
+        assert not invalid, f"execution {name!r} sent requests AWS would refuse:\n" + "\n".join(invalid)
         return Run(
             status=described["status"],
             output=json.loads(output) if output else None,
@@ -298,6 +359,7 @@ class Pipeline:
             states=states,
             notifications=self._notifications(),
             copied=self._dataset_objects(),
+            requests=sent,
         )
 
     def _notifications(self) -> list[dict[str, Any]]:
@@ -343,6 +405,19 @@ class Pipeline:
         )
 
 
+_EXECUTION_NAMES = itertools.cycle(AWKWARD_EXECUTION_NAMES)
+
+
+def _release_finished_executions() -> None:
+    """Let the next execution start: moto deep-copies the state machine (and through it its backend) as each
+    execution starts, and a finished execution's worker holds a lock that cannot be copied; its history has been
+    read by then."""
+    for machine in stepfunctions_parser_backends[ACCOUNT][REGION].state_machines:
+        for execution in machine.executions:
+            if execution.exec_status != "RUNNING":
+                execution.exec_worker = None
+
+
 def channels(request: dict[str, Any]) -> dict[str, str]:
     """A job request's channels: name -> S3 URI."""
     return {c["ChannelName"]: c["DataSource"]["S3DataSource"]["S3Uri"] for c in request["InputDataConfig"]}
@@ -370,6 +445,7 @@ def deploy(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
             inject_error: dict[str, str] | None = None,
         ) -> Pipeline:
             (endpoint or EndpointBehaviour()).install(monkeypatch)
+            sent = record_requests(monkeypatch)
             s3 = boto3.client("s3", region_name=REGION)
             s3.create_bucket(Bucket=BUCKET)
             s3.create_bucket(Bucket=SOURCE_BUCKET)
@@ -403,6 +479,7 @@ def deploy(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
                 arn=arn,
                 manifest=manifest,
                 queue_url=queue_url,
+                sent=sent,
             )
 
         yield factory
@@ -501,6 +578,50 @@ def test_happy_path_copies_the_dataset_tunes_trains_and_creates_the_endpoint(dep
     assert summary["endpointUpdated"] is False
     assert summary["featureCache"] is True
     assert summary["modelName"] == model["ModelName"]
+
+
+def task_states(states: dict[str, Any]) -> set[str]:
+    """The Task states of a definition, those of map item processors included."""
+    found = set()
+    for name, state in states.items():
+        if state["Type"] == "Task":
+            found.add(name)
+        if "ItemProcessor" in state:
+            found |= task_states(state["ItemProcessor"]["States"])
+    return found
+
+
+def test_every_task_state_sends_requests_aws_accepts_whatever_the_execution_is_called(deploy: Any) -> None:
+    pipeline = deploy()
+
+    created = pipeline.run(FAST_POLLING, name="retrain(2)")
+    updated = pipeline.run(FAST_POLLING, name="it's!")
+    rejected = pipeline.run({**FAST_POLLING, "accuracyFloor": 0.99}, name="n" * 80)
+
+    # Each run() has checked every request it sent against botocore's model of the API; together these three
+    # executions sent one from every Task state of the definition.
+    assert (created.status, updated.status, rejected.status) == ("SUCCEEDED", "SUCCEEDED", "FAILED")
+    runs = (created, updated, rejected)
+    assert {r.state for run in runs for r in run.requests} == task_states(deployed_definition(synthesized())["States"])
+    # Whatever the execution is called, what it creates is tagged with its run id, which also names them.
+    run_id = created.output["runId"]
+    tagged = [r for r in created.requests if "Tags" in r.parameters]
+    assert {r.state for r in tagged} == {
+        d.EXTRACT_FEATURES,
+        d.TUNE,
+        d.TRAIN,
+        d.CREATE_MODEL,
+        d.CREATE_ENDPOINT_CONFIG,
+        d.CREATE_ENDPOINT,
+    }
+    assert all(r.parameters["Tags"] == [{"Key": RUN_TAG, "Value": run_id}] for r in tagged)
+    assert run_id in created.output["modelName"] and created.output["execution"].endswith(":retrain(2)")
+    # The tuning objective is a metric the trials report; only the final job may name Debugger collections or rules.
+    (tune,) = [r.parameters for r in created.requests if r.state == d.TUNE]
+    reported = [m["Name"] for m in tune["TrainingJobDefinition"]["AlgorithmSpecification"]["MetricDefinitions"]]
+    assert tune["HyperParameterTuningJobConfig"]["HyperParameterTuningJobObjective"]["MetricName"] in reported
+    debugger = {"DebugHookConfig", "DebugRuleConfigurations", "ProfilerConfig", "ProfilerRuleConfigurations"}
+    assert not any(debugger & set(r.parameters) for run in runs for r in run.requests if r.state != d.TRAIN)
 
 
 def test_without_the_feature_cache_every_job_reads_the_photos(deploy: Any) -> None:

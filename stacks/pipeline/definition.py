@@ -594,6 +594,8 @@ def notify_states(spec: PipelineSpec) -> dict[str, State]:
                 "accuracyFloor.$": "$.gate.accuracyFloor",
                 "endpointUpdated.$": "$.existingEndpoint.exists",
                 "execution.$": "$$.Execution.Id",
+                # What every resource this execution created is tagged with (requests.RUN_TAG).
+                "runId.$": requests.RUN_ID_PATH,
                 "console.$": _console_link(spec),
             },
             result_path="$.summary",

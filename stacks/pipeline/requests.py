@@ -23,7 +23,10 @@ INFERENCE_PROGRAM = "endpoint_inference.py"
 MODEL_CODE_DIR = "/opt/ml/model/code"
 CHECKPOINT_LOCAL_PATH = "/opt/ml/checkpoints"
 VARIANT_NAME = "AllTraffic"
-EXECUTION_TAG = "bincount:execution"
+# Every created resource is tagged with this execution's run id (the 12 hex digits in its name): an execution's own
+# name may hold characters SageMaker's tag values refuse ("retrain(2)"), its run id never does.
+RUN_TAG = "bincount:run"
+RUN_ID_PATH = "$.run.id"
 VOLUME_SIZE_GB = 30
 TUNING_CHANNELS: tuple[str, ...] = ("train", "valid")
 # The extraction job reads the photos of these channels; trials then read only FEATURES_CHANNEL, the final job
@@ -72,7 +75,7 @@ def _as_string(path: str) -> str:
 
 
 def _tags() -> list[dict[str, str]]:
-    return [{"Key": EXECUTION_TAG, "Value.$": "$$.Execution.Id"}]
+    return [{"Key": RUN_TAG, "Value.$": RUN_ID_PATH}]
 
 
 def _channel(name: str, *, uri_path: str | None = None) -> dict[str, Any]:
