@@ -155,14 +155,18 @@ STATE_MACHINE_STATEMENTS = {
         ["<PipelineSageMakerRole.Arn>"],
         {"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}},
     ),
-    "CreateModels": (["sagemaker:AddTags", "sagemaker:CreateModel"], [f"{SAGEMAKER}:model/bincount-model-*"], {}),
+    "CreateModels": (
+        ["sagemaker:AddTags", "sagemaker:CreateModel", "sagemaker:ListTags"],
+        [f"{SAGEMAKER}:model/bincount-model-*"],
+        {},
+    ),
     "CreateEndpointConfigs": (
-        ["sagemaker:AddTags", "sagemaker:CreateEndpointConfig"],
+        ["sagemaker:AddTags", "sagemaker:CreateEndpointConfig", "sagemaker:ListTags"],
         [f"{SAGEMAKER}:endpoint-config/bincount-config-*"],
         {},
     ),
     "DeployEndpoint": (
-        ["sagemaker:AddTags", "sagemaker:CreateEndpoint", "sagemaker:UpdateEndpoint"],
+        ["sagemaker:AddTags", "sagemaker:CreateEndpoint", "sagemaker:ListTags", "sagemaker:UpdateEndpoint"],
         [f"{SAGEMAKER}:endpoint-config/bincount-config-*", f"{SAGEMAKER}:endpoint/bincount-endpoint"],
         {},
     ),

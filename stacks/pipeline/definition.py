@@ -576,7 +576,7 @@ def _console_link(spec: PipelineSpec) -> str:
 
 
 def notify_states(spec: PipelineSpec) -> dict[str, State]:
-    """Notify: SNS on success (then Succeed with the summary) and on any failure (then Fail with the cause)."""
+    """Notify: SNS on success (then end with the summary) and on any failure (then Fail with the cause)."""
     return {
         SUMMARIZE: pass_state(
             NOTIFY_SUCCESS,
@@ -612,7 +612,9 @@ def notify_states(spec: PipelineSpec) -> dict[str, State]:
             catch=NOTIFY_FAILURE,
             next_state=SUCCEEDED,
         ),
-        SUCCEEDED: {"Type": "Succeed", "OutputPath": "$.summary"},
+        # The execution's output is the summary. A Pass state ends with it: the States Language schemas that
+        # cfn-lint and other tools check allow no OutputPath on a Succeed state.
+        SUCCEEDED: {"Type": "Pass", "OutputPath": "$.summary", "End": True},
         NOTIFY_FAILURE: task(
             "arn:aws:states:::sns:publish",
             {

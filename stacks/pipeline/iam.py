@@ -131,19 +131,23 @@ def state_machine_permissions(
             [sagemaker_role_arn],
             conditions={"StringEquals": {"iam:PassedToService": SAGEMAKER_SERVICE}},
         ),
-        # Deploy
+        # Deploy. ListTags beside AddTags on what each call creates, as AWS's generated policies for these
+        # integrations and aws-cdk-lib's SageMakerCreateModel/-EndpointConfig/-Endpoint tasks grant.
         Permission(
-            "CreateModels", ["sagemaker:CreateModel", "sagemaker:AddTags"], [models], wildcard="ExecutionNamedJobs"
+            "CreateModels",
+            ["sagemaker:CreateModel", "sagemaker:AddTags", "sagemaker:ListTags"],
+            [models],
+            wildcard="ExecutionNamedJobs",
         ),
         Permission(
             "CreateEndpointConfigs",
-            ["sagemaker:CreateEndpointConfig", "sagemaker:AddTags"],
+            ["sagemaker:CreateEndpointConfig", "sagemaker:AddTags", "sagemaker:ListTags"],
             [endpoint_configs],
             wildcard="ExecutionNamedJobs",
         ),
         Permission(
             "DeployEndpoint",
-            ["sagemaker:CreateEndpoint", "sagemaker:UpdateEndpoint", "sagemaker:AddTags"],
+            ["sagemaker:CreateEndpoint", "sagemaker:UpdateEndpoint", "sagemaker:AddTags", "sagemaker:ListTags"],
             [arns.endpoint, endpoint_configs],
             wildcard="ExecutionNamedJobs",
         ),
