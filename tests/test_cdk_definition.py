@@ -177,7 +177,8 @@ def test_tuning_request(asl: dict[str, Any]) -> None:
     assert definition["AlgorithmSpecification"]["MetricDefinitions"] == metric_definitions()
     assert definition["InputDataConfig.$"] == "$.channels.tuning"
     assert definition["ResourceConfig"]["InstanceType.$"] == "$.config.tuningInstanceType"
-    assert definition["StaticHyperParameters"]["sagemaker_program"] == "hpo.py"
+    assert definition["StaticHyperParameters.$"] == "$.run.staticHyperParameters"
+    assert asl["States"][d.NAME_JOBS]["Parameters"]["run"]["staticHyperParameters"]["sagemaker_program"] == "hpo.py"
     assert definition["EnableManagedSpotTraining.$"] == "$.capacity.spot"
 
 
@@ -242,7 +243,7 @@ def test_training_request_has_debugger_profiler_checkpoints_and_the_merged_hyper
     }
     assert images == {"503895931360.dkr.ecr.us-east-1.amazonaws.com/sagemaker-debugger-rules:latest"}
     merge = asl["States"][d.PICK_BEST]["Parameters"]["hyperParameters.$"]
-    assert "TrainingJobDefinition.StaticHyperParameters" in merge and "TunedHyperParameters" in merge
+    assert "$.run.staticHyperParameters" in merge and "TunedHyperParameters" in merge
 
 
 def test_model_runs_the_handler_from_the_artifact_on_the_endpoint_instance(asl: dict[str, Any]) -> None:

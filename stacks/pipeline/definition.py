@@ -11,7 +11,8 @@ Execution JSON, as the states fill it in:
 
 - ``config``: the settings (ApplyDefaults' defaults merged with the execution input, so ``{}`` or the console's
   sample input runs with defaults and any setting can be overridden by its key);
-- ``run``: this execution's unique names (``<prefix>-hpo-<12 hex>``: tuning job names stay within 32 characters);
+- ``run``: this execution's unique names (``<prefix>-hpo-<12 hex>``: tuning job names stay within 32 characters)
+  and the trials' static hyperparameters;
 - ``capacity``: spot or on-demand stopping condition; ``dataset``: the copy map's result;
 - ``features``: the extraction job's Describe output (with the cache); ``channels``: the trials' and the final job's
   InputDataConfig;
@@ -224,6 +225,9 @@ def settings_states(spec: PipelineSpec) -> dict[str, State]:
                     "modelName.$": format_string(f"{prefix}-model-{run_id}", *uuid),
                     "endpointConfigName.$": format_string(f"{prefix}-config-{run_id}", *uuid),
                     "checkpointUri.$": format_string(f"s3://{DATA_BUCKET}/checkpoints/{prefix}-train-{run_id}/", *uuid),
+                    # The trials' static hyperparameters, kept here because the tuning job's Describe output adds
+                    # SageMaker's own (_tuning_objective_metric), which must not reach the final job.
+                    "staticHyperParameters": requests.static_hyperparameters(spec.request_context),
                     "trainingOverrides": requests.final_job_overrides(),
                 },
             },
@@ -366,7 +370,7 @@ def training_states(spec: PipelineSpec) -> dict[str, State]:
             TRAIN,
             parameters={
                 "hyperParameters.$": (
-                    "States.JsonMerge(States.JsonMerge($.tuning.TrainingJobDefinition.StaticHyperParameters, "
+                    f"States.JsonMerge(States.JsonMerge({requests.STATIC_HYPERPARAMETERS_PATH}, "
                     "$.tuning.BestTrainingJob.TunedHyperParameters, false), $.run.trainingOverrides, false)"
                 ),
                 "tunedHyperParameters.$": "$.tuning.BestTrainingJob.TunedHyperParameters",

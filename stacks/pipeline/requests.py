@@ -36,6 +36,7 @@ FEATURES_CHANNEL = "features"
 CACHED_TRAINING_PHOTO_CHANNELS: tuple[str, ...] = ("test",)
 # Where a job's channels come from (ChooseFeatureCache writes them): JSONPaths into the execution's JSON.
 TUNING_CHANNELS_PATH = "$.channels.tuning"
+STATIC_HYPERPARAMETERS_PATH = "$.run.staticHyperParameters"
 TRAINING_CHANNELS_PATH = "$.channels.training"
 FEATURES_ARTIFACT_PATH = "$.features.ModelArtifacts.S3ModelArtifacts"
 
@@ -116,7 +117,10 @@ def _resources(instance_type_path: str) -> dict[str, Any]:
 
 
 def static_hyperparameters(ctx: RequestContext) -> dict[str, str]:
-    """Hyperparameters every trial gets; the final job gets these merged with the tuned ones."""
+    """Hyperparameters every trial gets; the final job gets these merged with the tuned ones.
+
+    NameJobs renders them once into :data:`STATIC_HYPERPARAMETERS_PATH`, which Tune sends and PickBest merges.
+    """
     return {
         "epochs.$": _as_string("$.config.epochs"),
         "batch-size.$": _as_string("$.config.batchSize"),
@@ -159,7 +163,7 @@ def tuning_job(ctx: RequestContext) -> dict[str, Any]:
         "TrainingJobDefinition": {
             "AlgorithmSpecification": _algorithm("$.config.tuningImage"),
             "RoleArn": SAGEMAKER_ROLE_ARN,
-            "StaticHyperParameters": static_hyperparameters(ctx),
+            "StaticHyperParameters.$": STATIC_HYPERPARAMETERS_PATH,
             "InputDataConfig.$": TUNING_CHANNELS_PATH,
             "OutputDataConfig": {"S3OutputPath": s3_url(f"{JOBS_PREFIX}tuning/")},
             "ResourceConfig": _resources("$.config.tuningInstanceType"),
