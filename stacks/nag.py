@@ -32,6 +32,7 @@ WILDCARDS: dict[str, str] = {
     "the run id is drawn at run time, so the ARN ends in a wildcard after the fixed prefix.",
     "TuningTrials": "A tuning job names its trials <tuning job>-<nnn>-<hash>; Step Functions' .sync integration "
     "and the cleanup stop them by that prefix.",
+    "MapRuns": "CountCopiedImages describes the Distributed Map's run, whose id is drawn at run time.",
     "MapChildExecutions": "Distributed Map child executions are named at run time under the state machine's own "
     "execution namespace; .sync describes and stops them.",
     "SageMakerLogs": "SageMaker creates its log groups (/aws/sagemaker/TrainingJobs, ProcessingJobs, "

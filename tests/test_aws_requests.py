@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from tests.aws_requests import integration_request, operation_of, request_errors
+from tests.aws_requests import integration_request, operation_of, request_errors, task_request_errors
 
 EXECUTION_ARN = "arn:aws:states:us-east-1:123456789012:execution:bincount-pipeline:retrain(2)"
 
@@ -96,3 +96,12 @@ def test_the_sns_integration_sends_a_json_message_as_text() -> None:
     request = integration_request("arn:aws:states:::sns:publish", {"TopicArn": "arn", "Message": {"status": "ok"}})
     assert request["Message"] == '{"status": "ok"}'
     assert request_errors("sns", "Publish", request) == []
+
+
+def test_step_functions_spells_every_member_in_pascal_case() -> None:
+    # The Step Functions API itself is camelCase (mapRunArn); its aws-sdk integration takes MapRunArn.
+    arn = "arn:aws:states:us-east-1:123456789012:mapRun:bincount-pipeline/CopyImages:0a1b2c3d"
+    resource = "arn:aws:states:::aws-sdk:sfn:describeMapRun"
+    assert task_request_errors(resource, {"MapRunArn": arn}) == []
+    assert any("spelled 'MapRunArn'" in e for e in task_request_errors(resource, {"mapRunArn": arn}))
+    assert request_errors("stepfunctions", "DescribeMapRun", {"mapRunArn": arn}) == []

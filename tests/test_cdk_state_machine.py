@@ -7,6 +7,13 @@ a recorded Describe output of a finished job. Everything else runs as deployed: 
 reading the manifest from S3 and copying images with s3:copyObject, PickBest's JsonMerge, the gate, the endpoint
 create-or-update and DescribeEndpoint polling, SNS notifications, the Fail state.
 
+A few shims make moto's interpreter behave as Step Functions does: S3's errors are named ``S3.<Code>Exception``, the
+AWS SDK integration passes the members on in the
+API's own casing and hands the state the answer in PascalCase (Step Functions takes ``MapRunArn`` for the API's
+``mapRunArn`` and returns ``ItemCounts`` for ``itemCounts``), and a state machine runs
+more than one execution (moto deep-copies the state machine as an execution starts, and with it every execution
+before, which no longer copies once a Distributed Map has run).
+
 moto has no UpdateEndpoint; a small shim adds one (switch the config, status Updating), and endpoints pass through
 Creating/Updating for one poll before InService, so the Wait loop runs too.
 
@@ -17,6 +24,7 @@ and the executions have awkward but valid names (``retrain(2)``, ``it's!``, 80 c
 
 from __future__ import annotations
 
+import copy
 import itertools
 import json
 import time
@@ -30,8 +38,14 @@ from moto import mock_aws
 from moto.core.responses import ActionResult
 from moto.sagemaker.models import FakeEndpoint, SageMakerModelBackend
 from moto.sagemaker.responses import SageMakerResponse
+from moto.stepfunctions.models import StateMachine
+from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import (
+    state_task_service_aws_sdk as aws_sdk_service,
+)
 from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service import StateTaskService
-from moto.stepfunctions.parser.models import stepfunctions_parser_backends
+from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_aws_sdk import (
+    StateTaskServiceAwsSdk,
+)
 
 from bincount.manifest import SOURCE_BUCKET, build_manifest, load_file_list
 from bincount.metrics import TEST_ACCURACY, TUNING_OBJECTIVE
@@ -39,7 +53,7 @@ from stacks.pipeline import definition as d
 from stacks.pipeline.asl import to_json
 from stacks.pipeline.requests import RUN_TAG
 from stacks.storage import MANIFEST_KEY
-from tests.aws_requests import integration_request, operation_of, request_errors
+from tests.aws_requests import api_members, operation_of, step_functions_members, task_request_errors
 from tests.test_cdk_support import REGION, Synthesized, synthesized
 
 ACCOUNT = "123456789012"
@@ -281,9 +295,7 @@ class TaskRequest:
 
     def errors(self) -> list[str]:
         """What AWS would refuse in this request (botocore's model of the API the resource calls)."""
-        service, operation = operation_of(self.resource)
-        found = request_errors(service, operation, integration_request(self.resource, self.parameters))
-        return [f"{self.state} ({service} {operation}): {error}" for error in found]
+        return [f"{self.state} {error}" for error in task_request_errors(self.resource, self.parameters)]
 
 
 def record_requests(monkeypatch: pytest.MonkeyPatch) -> list[TaskRequest]:
@@ -298,6 +310,35 @@ def record_requests(monkeypatch: pytest.MonkeyPatch) -> list[TaskRequest]:
 
     monkeypatch.setattr(StateTaskService, "_before_eval_execution", before_eval_execution)
     return sent
+
+
+def install_step_functions_shims(monkeypatch: pytest.MonkeyPatch) -> None:
+    """What moto's Step Functions does differently from AWS's (see the module's docstring)."""
+
+    def normalise_parameters(task: StateTaskServiceAwsSdk, parameters: dict[str, Any], *args: Any) -> None:
+        service, operation = operation_of(task.resource.resource_arn)
+        renamed = api_members(service, operation, parameters)
+        parameters.clear()
+        parameters.update(renamed)
+
+    def normalise_response(task: StateTaskServiceAwsSdk, response: Any, *args: Any) -> None:
+        if isinstance(response, dict):
+            renamed = step_functions_members(*operation_of(task.resource.resource_arn), response)
+            response.clear()
+            response.update(renamed)
+
+    def deepcopy_state_machine(machine: StateMachine, memo: dict[int, Any]) -> StateMachine:
+        clone = copy.copy(machine)  # shares the backend and the earlier executions, copies the rest
+        for key, value in vars(machine).items():
+            if key not in ("backend", "executions"):
+                setattr(clone, key, copy.deepcopy(value, memo))
+        clone.executions = []
+        return clone
+
+    monkeypatch.setitem(aws_sdk_service._SERVICE_ERROR_NAMES, "s3", "S3")  # S3.NoSuchKeyException, as AWS names it
+    monkeypatch.setattr(StateTaskServiceAwsSdk, "_normalise_parameters", normalise_parameters, raising=False)
+    monkeypatch.setattr(StateTaskServiceAwsSdk, "_normalise_response", normalise_response, raising=False)
+    monkeypatch.setattr(StateMachine, "__deepcopy__", deepcopy_state_machine, raising=False)
 
 
 # --- running an execution ------------------------------------------------------------------------------------
@@ -346,7 +387,6 @@ class Pipeline:
             time.sleep(0.05)
         events = self.sfn.get_execution_history(executionArn=arn, maxResults=1000)["events"]
         states = [e["stateEnteredEventDetails"]["name"] for e in events if "stateEnteredEventDetails" in e]
-        _release_finished_executions()
         output = described.get("output")
         sent = self.sent[first_request:]
         invalid = [error for request in sent for error in request.errors()]
@@ -408,24 +448,14 @@ class Pipeline:
 _EXECUTION_NAMES = itertools.cycle(AWKWARD_EXECUTION_NAMES)
 
 
-def _release_finished_executions() -> None:
-    """Let the next execution start: moto deep-copies the state machine (and through it its backend) as each
-    execution starts, and a finished execution's worker holds a lock that cannot be copied; its history has been
-    read by then."""
-    for machine in stepfunctions_parser_backends[ACCOUNT][REGION].state_machines:
-        for execution in machine.executions:
-            if execution.exec_status != "RUNNING":
-                execution.exec_worker = None
-
-
 def channels(request: dict[str, Any]) -> dict[str, str]:
     """A job request's channels: name -> S3 URI."""
     return {c["ChannelName"]: c["DataSource"]["S3DataSource"]["S3Uri"] for c in request["InputDataConfig"]}
 
 
-def small_manifest() -> list[dict[str, Any]]:
-    """A stratified slice of the real manifest: IMAGES_PER_COUNT images of each count, every field as deployed."""
-    return [e.to_json() for e in build_manifest(load_file_list(), max_per_class=IMAGES_PER_COUNT)]
+def small_manifest(images_per_count: int = IMAGES_PER_COUNT) -> list[dict[str, Any]]:
+    """A stratified slice of the real manifest: ``images_per_count`` images of each count, every field as deployed."""
+    return [e.to_json() for e in build_manifest(load_file_list(), max_per_class=images_per_count)]
 
 
 @pytest.fixture
@@ -433,7 +463,7 @@ def deploy(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     """A factory that sets up moto and returns the deployed Pipeline.
 
     ``test_accuracy`` is the recorded final job's; ``endpoint`` how endpoints behave; ``inject_error`` deploys only
-    the failure handling, entered with that error.
+    the failure handling, entered with that error; ``images_per_count`` sizes the manifest.
     """
     synth = synthesized()
     with mock_aws(config={"stepfunctions": {"execute_state_machine": True}}):
@@ -443,13 +473,15 @@ def deploy(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
             test_accuracy: float = 0.41,
             endpoint: EndpointBehaviour | None = None,
             inject_error: dict[str, str] | None = None,
+            images_per_count: int = IMAGES_PER_COUNT,
         ) -> Pipeline:
             (endpoint or EndpointBehaviour()).install(monkeypatch)
             sent = record_requests(monkeypatch)
+            install_step_functions_shims(monkeypatch)
             s3 = boto3.client("s3", region_name=REGION)
             s3.create_bucket(Bucket=BUCKET)
             s3.create_bucket(Bucket=SOURCE_BUCKET)
-            manifest = small_manifest()
+            manifest = small_manifest(images_per_count)
             for entry in manifest:
                 s3.put_object(Bucket=SOURCE_BUCKET, Key=entry["source_key"], Body=f"jpeg {entry['id']}".encode())
             s3.put_object(Bucket=BUCKET, Key=MANIFEST_KEY, Body=json.dumps(manifest).encode())
@@ -620,6 +652,24 @@ def test_every_task_state_sends_requests_aws_accepts_whatever_the_execution_is_c
     assert not any(debugger & set(r.parameters) for run in runs for r in run.requests if r.state != d.TRAIN)
 
 
+def test_a_photo_gone_from_the_public_bucket_is_skipped_and_counted(deploy: Any) -> None:
+    # 100 photos: one not copied is the 1% PrepareDataset tolerates. (moto counts failed items but never fails a
+    # Distributed Map for them; that the threshold's error ends the pipeline is test_failure_tail_... below.)
+    pipeline = deploy(images_per_count=20)
+    gone = pipeline.manifest[7]
+    pipeline.s3.delete_object(Bucket=SOURCE_BUCKET, Key=gone["source_key"])
+
+    run = pipeline.run(FAST_POLLING)
+
+    assert run.status == "SUCCEEDED", (run.error, run.cause, run.states)
+    assert set(run.copied) == {e["dest_key"] for e in pipeline.manifest} - {gone["dest_key"]}
+    # Skipped at once: one CopyImage request per photo, no retries for the missing one.
+    assert sum(r.state == d.COPY_IMAGE for r in run.requests) == len(pipeline.manifest)
+    assert run.output["imagesNotCopied"] == 1
+    assert run.output["datasetResults"].startswith(f"s3://{BUCKET}/map-runs/")
+    assert run.notifications[0]["Message"]["imagesNotCopied"] == 1
+
+
 def test_without_the_feature_cache_every_job_reads_the_photos(deploy: Any) -> None:
     pipeline = deploy()
 
@@ -777,6 +827,12 @@ def test_failed_update_is_rolled_back_and_reported(deploy: Any) -> None:
     [
         ("States.TaskFailed", d.STEP_FAILED_ERROR, "States.TaskFailed: the job failed"),
         ("SageMaker.AmazonSageMakerException", "SageMaker.AmazonSageMakerException", "the job failed"),
+        # PrepareDataset when more photos than tolerated could not be copied.
+        (
+            "States.ExceedToleratedFailureThreshold",
+            d.STEP_FAILED_ERROR,
+            "States.ExceedToleratedFailureThreshold: the job failed",
+        ),
     ],
 )
 def test_failure_tail_keeps_the_error_and_never_raises_a_reserved_name(

@@ -119,6 +119,7 @@ STATE_MACHINE_STATEMENTS = {
         [f"{STATES}:execution:bincount-pipeline/*"],
         {},
     ),
+    "CountCopiedImages": (["states:DescribeMapRun"], [f"{STATES}:mapRun:bincount-pipeline/CopyImages:*"], {}),
     "RunTuningJobs": (
         [
             "sagemaker:AddTags",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from stacks.images import ContainerImages
 from stacks.permissions import Arns, Permission
+from stacks.pipeline.definition import MAP_LABEL
 from stacks.storage import CHANNEL_PREFIXES, CHECKPOINTS_PREFIX, JOBS_PREFIX, MANIFEST_KEY, MAP_RUNS_PREFIX
 
 SAGEMAKER_SERVICE = "sagemaker.amazonaws.com"
@@ -94,6 +95,7 @@ def state_machine_permissions(
             [arns.executions("/")],
             wildcard="MapChildExecutions",
         ),
+        Permission("CountCopiedImages", ["states:DescribeMapRun"], [arns.map_runs(MAP_LABEL)], wildcard="MapRuns"),
         # Tune and Train (.sync)
         Permission(
             "RunTuningJobs",
