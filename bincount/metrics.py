@@ -19,12 +19,20 @@ TRAIN_LOSS = "train:loss"
 METRIC_NAMES: tuple[str, ...] = (TRAIN_LOSS, VALID_LOSS, VALID_ACCURACY, TEST_ACCURACY, TEST_RMSE)
 TUNING_OBJECTIVE = VALID_LOSS
 
-_NUMBER = r"([-+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?)"
+# The value as format_metric writes it (1.4525, 12, 3.5e-07, 1e+06), in the plainest regex dialect: character
+# classes and repetition only, no lookaround and no non-capturing groups, which SageMaker does not document.
+_NUMBER = r"([-+]?[0-9]*[.]?[0-9]+[eE]?[-+]?[0-9]*)"
 
 
 def metric_regex(name: str) -> str:
-    """The regex (one capture group: the value) that reads ``name=value`` from a log line."""
-    return rf"(?<![\w:]){re.escape(name)}={_NUMBER}"
+    """The regex that reads ``name=value`` from a log line; its one capture group is the value.
+
+    ``\b`` before the name (which starts with a letter) keeps ``valid:loss`` from matching inside ``xvalid:loss``;
+    no metric name ends another after a ``:`` (``tests/test_metrics.py`` makes sure), so ``\b`` is enough.
+    """
+    if not name[:1].isalpha():
+        raise ValueError(f"metric names start with a letter: {name!r}")
+    return rf"\b{re.escape(name)}={_NUMBER}"
 
 
 def metric_definitions(names: tuple[str, ...] = METRIC_NAMES) -> list[dict[str, str]]:
