@@ -50,7 +50,7 @@ MAX_BODY_BYTES = 10 * 1024 * 1024
 """API Gateway's payload limit."""
 MAX_CONCURRENCY = 8
 """Requests running the handler at once. The endpoint behind it has one worker (about 6 inferences a second on
-two cores), so more in flight would only queue there, where the Lambda's 10 s read timeout (and its retry) apply;
+two cores), so more in flight would only queue there, where the Lambda's 6 s read timeout (and its retry) apply;
 they wait here instead, within :data:`QUEUE_TIMEOUT_S`."""
 QUEUE_TIMEOUT_S = 10.0
 """How long a request beyond :data:`MAX_CONCURRENCY` waits for a slot before it is answered 429."""

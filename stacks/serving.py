@@ -18,6 +18,7 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
 
+from bincount.local_api import load_lambda_module
 from stacks.log_groups import log_group
 from stacks.nag import NagWildcard, suppress, suppress_wildcards
 from stacks.permissions import Arns, Permission, attach
@@ -40,6 +41,11 @@ GATEWAY_ERRORS: tuple[tuple[apigw.ResponseType, str, str], ...] = (
     (apigw.ResponseType.DEFAULT_4_XX, None, "$context.error.message"),
     (apigw.ResponseType.DEFAULT_5_XX, None, "$context.error.message"),
 )
+
+
+def handler_timeout_s(handler_dir: Path = HANDLER_DIR) -> int:
+    """The function timeout the handler computes from its clients' timeouts and retries (``api.TIMEOUT_S``)."""
+    return int(load_lambda_module(HANDLER.split(".")[0], handler_dir).TIMEOUT_S)
 
 
 class CountApi(Construct):
@@ -147,7 +153,8 @@ class CountApi(Construct):
             handler=HANDLER,
             code=lambda_.Code.from_asset(str(handler_dir), exclude=list(ASSET_EXCLUDES)),
             environment={"ENDPOINT_NAME": settings.endpoint_name},
-            timeout=Duration.seconds(29),
+            # The handler's worst case plus its own work, within API Gateway's 29 s (lambda/api.py says why).
+            timeout=Duration.seconds(handler_timeout_s(handler_dir)),
             memory_size=256,
             tracing=lambda_.Tracing.ACTIVE,
             role=role,
