@@ -19,6 +19,7 @@ from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
 
 from bincount.local_api import load_lambda_module
+from bincount.media import API_BINARY_MEDIA_TYPES
 from stacks.log_groups import log_group
 from stacks.nag import NagWildcard, suppress, suppress_wildcards
 from stacks.permissions import Arns, Permission, attach
@@ -27,7 +28,7 @@ from stacks.settings import Settings
 HANDLER_DIR = Path(__file__).resolve().parent.parent / "lambda"
 HANDLER = "api.handler"
 STAGE_NAME = "v1"
-BINARY_MEDIA_TYPES: tuple[str, ...] = ("image/jpeg", "image/png", "application/x-image")
+BINARY_MEDIA_TYPES: tuple[str, ...] = API_BINARY_MEDIA_TYPES  # the local API applies the same (bincount.media)
 ASSET_EXCLUDES: tuple[str, ...] = ("__pycache__", "*.pyc", "tests", ".pytest_cache")
 
 # API Gateway's own error responses, in the API's JSON error shape: (response type, status, message).
