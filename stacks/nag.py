@@ -68,6 +68,12 @@ FINDINGS: dict[str, Finding] = {
         "No WAF: the API is protected by an API key, a usage plan (rate, burst, daily quota) and request "
         "validation; a WAF web ACL would cost more than the ml.t2.medium endpoint it protects.",
     ),
+    "NoBodyModel": Finding(
+        "AwsSolutions-APIG2",
+        "The request validator checks what API Gateway can check, the required Content-Type header; the body is a "
+        "raw JPEG or PNG, which no request model describes (body validation without a model is skipped), so the "
+        "Lambda checks it (type, magic bytes, size) before calling the endpoint.",
+    ),
     "ApiKeyCallers": Finding(
         "AwsSolutions-APIG4",
         "Callers are machines holding an API key (x-api-key); there are no end users to authorise, so no IAM or "

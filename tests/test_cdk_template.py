@@ -430,7 +430,7 @@ def test_api_is_regional_binary_and_validated(synth: Synthesized) -> None:
         },
     )
     synth.template.has_resource_properties(
-        "AWS::ApiGateway::RequestValidator", {"ValidateRequestBody": True, "ValidateRequestParameters": True}
+        "AWS::ApiGateway::RequestValidator", {"ValidateRequestBody": False, "ValidateRequestParameters": True}
     )
 
 
