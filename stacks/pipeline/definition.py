@@ -122,6 +122,44 @@ ENDPOINT_ROLLED_BACK_ERROR = "EndpointUpdateRolledBack"
 ENDPOINT_TIMED_OUT_ERROR = "EndpointTimedOut"
 SOURCE_MISSING_ERROR = "SourceImageMissing"
 
+# The happy path, in one place: a default execution (featureCache, spot, a new endpoint) passes these states in this
+# order; every other state is a branch (capacity, no cache, an existing endpoint, polling) or a failure that ends in
+# NotifyFailure. The states are built in the *_states functions below, in the same order; a test walks this path.
+HAPPY_PATH: tuple[str, ...] = (
+    APPLY_DEFAULTS,  # settings: defaults + input, validated, this run's names
+    MERGE_SETTINGS,
+    VALIDATE_SETTINGS,
+    NAME_JOBS,
+    CHOOSE_CAPACITY,
+    USE_SPOT,
+    PREPARE_DATASET,  # copy the ABID photos into the data bucket (Distributed Map)
+    COUNT_COPIED,
+    CHOOSE_FEATURE_CACHE,
+    EXTRACT_FEATURES,  # the frozen backbone once over train and valid
+    USE_CACHED_FEATURES,
+    TUNE,  # hyperparameter tuning job (.sync)
+    CHECK_BEST,
+    PICK_BEST,
+    TRAIN,  # the final training job (.sync)
+    CHECK_METRICS,
+    FIND_TEST_ACCURACY,
+    CHECK_TEST_ACCURACY,
+    READ_TEST_ACCURACY,
+    FIND_TRAINING_ISSUES,
+    QUALITY_GATE,  # test accuracy >= accuracyFloor (and no training issues with stopOnTrainingIssues)
+    CREATE_MODEL,  # deploy: model, endpoint config, create or update the endpoint, wait InService
+    CREATE_ENDPOINT_CONFIG,
+    FIND_ENDPOINT,
+    ENDPOINT_EXISTS,
+    CREATE_ENDPOINT,
+    START_POLLING,
+    DESCRIBE_ENDPOINT,
+    WAIT_IN_SERVICE,
+    SUMMARIZE,
+    NOTIFY_SUCCESS,
+    SUCCEEDED,
+)
+
 MAP_LABEL = "CopyImages"
 TEST_ACCURACY_PATH = "$.gate.testAccuracies[0]"
 # The rules (bincount.training.diagnostics) whose final rule:<Name> metric is 1, by name, from FindTrainingIssues.

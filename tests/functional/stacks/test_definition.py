@@ -310,3 +310,16 @@ def test_validate_settings_checks_the_type_of_every_runtime_setting_from_the_tab
     assert checks["featureCache"] == "IsBoolean" and checks["epochs"] == "IsNumeric"
     with pytest.raises(ValueError, match="no ASL type check"):
         d.type_test("nothing", None)
+
+
+def test_the_happy_path_is_a_chain_of_transitions(asl: dict[str, Any]) -> None:
+    """definition.HAPPY_PATH, the one list a reader follows, is what the deployed definition does on a default run."""
+    states = asl["States"]
+    assert asl["StartAt"] == d.HAPPY_PATH[0]
+    for here, there in zip(d.HAPPY_PATH, d.HAPPY_PATH[1:], strict=False):
+        state = states[here]
+        targets = {state.get("Next"), state.get("Default")} | {c.get("Next") for c in state.get("Choices", [])}
+        assert there in targets, (here, there)
+    assert states[d.HAPPY_PATH[-1]].get("End") is True
+    # Every other top-level state is a branch or a failure, reachable from the path.
+    assert set(d.HAPPY_PATH) <= set(states)
