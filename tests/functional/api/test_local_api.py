@@ -8,7 +8,6 @@ import json
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,6 +15,7 @@ import pytest
 from bincount.local.api import MAX_EVENT_BYTES, LocalApi, load_handler, load_lambda_module, proxy_event
 from bincount.local.endpoint import LocalSageMaker
 from bincount.serving import media
+from tests.functional.stacks.test_snapshot import SNAPSHOT
 from tests.support.serving import ENDPOINT, encode, photo, photo_bytes, rest_event, set_aws_env
 
 API_KEY = "local-test-key"
@@ -135,10 +135,7 @@ def test_proxy_events_have_the_shape_of_api_gateways() -> None:
 
 def test_the_local_api_encodes_bodies_as_the_stack_configures_the_rest_api() -> None:
     # One definition (bincount.serving.media), read by the stack's RestApi and by the local API.
-    snapshot = (
-        Path(__file__).parent / "snapshots" / "bincount_template.json"
-    )  # the template, as test_cdk_snapshot keeps it
-    template = json.loads(snapshot.read_text(encoding="utf-8"))
+    template = json.loads(SNAPSHOT.read_text(encoding="utf-8"))  # the template, as test_snapshot keeps it
     (api,) = [r for r in template["Resources"].values() if r["Type"] == "AWS::ApiGateway::RestApi"]
     local_default = inspect.signature(LocalApi).parameters["binary_media_types"].default
     assert tuple(api["Properties"]["BinaryMediaTypes"]) == media.API_BINARY_MEDIA_TYPES == local_default
