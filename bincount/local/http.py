@@ -25,6 +25,7 @@ class BackgroundServer(ThreadingHTTPServer):
     """
 
     daemon_threads = True
+    request_queue_size = 64  # a burst of connections waits in the backlog (then a 429), not a TCP reset
 
     def __init__(self, handler: type[BaseHTTPRequestHandler], *, host: str = "127.0.0.1", port: int = 0) -> None:
         self._thread: threading.Thread | None = None
