@@ -18,6 +18,7 @@ COMMANDS: tuple[tuple[str, str], ...] = (
     ("bincount.cli_serving", "add_invoke_command"),
     ("bincount.cli_cost", "add_cost_command"),
     ("bincount.serve", "add_serve_command"),
+    ("bincount.cli_batch", "add_batch_command"),
 )
 
 

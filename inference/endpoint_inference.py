@@ -145,10 +145,15 @@ def predict_fn(data: Image.Image, model: torch.nn.Module) -> torch.Tensor:
         temperature)``; its ``review`` attribute is the model's review policy, for :func:`output_fn`.
     """
     device = next(model.parameters()).device
-    fast = getattr(model, "serving_path", "") == FAST_PATH  # model_fn chose the path, reference mode included
-    batch = (eval_batch(data) if fast else _transform(data).unsqueeze(0)).to(device)
     with torch.inference_mode():
-        return probabilities(model(batch), model)[0]
+        return probabilities(model(prepare(data, model).to(device)), model)[0]
+
+
+def prepare(data: Image.Image, model: torch.nn.Module) -> torch.Tensor:
+    """The network's input for one image, ``(1, 3, IMAGE_SIZE, IMAGE_SIZE)``, on the CPU: the path ``model_fn``
+    chose decides the transforms (reference mode included). ``bincount batch`` stacks these into batches."""
+    fast = getattr(model, "serving_path", "") == FAST_PATH
+    return eval_batch(data) if fast else _transform(data).unsqueeze(0)
 
 
 def probabilities(logits: torch.Tensor, model: torch.nn.Module) -> list[torch.Tensor]:
