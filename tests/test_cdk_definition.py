@@ -23,7 +23,7 @@ def synth() -> Synthesized:
 
 @pytest.fixture(scope="module")
 def text(synth: Synthesized) -> str:
-    return synth.only("AWS::StepFunctions::StateMachine")["Properties"]["DefinitionString"]
+    return synth.state_machine()["Properties"]["DefinitionString"]
 
 
 @pytest.fixture(scope="module")
@@ -144,7 +144,7 @@ def test_prepare_dataset_is_a_distributed_map_over_the_manifest(asl: dict[str, A
 
 def test_placeholders_are_exactly_the_substitutions(synth: Synthesized, text: str) -> None:
     used = set(re.findall(r"\$\{([A-Za-z]+)\}", text))
-    properties = synth.only("AWS::StepFunctions::StateMachine")["Properties"]
+    properties = synth.state_machine()["Properties"]
     assert used == set(PLACEHOLDERS) == set(properties["DefinitionSubstitutions"])
 
 
@@ -253,9 +253,9 @@ def test_rule_and_profile_metrics_are_captured_by_trials_and_the_final_job(asl: 
 
 def test_with_sagemaker_debugger_the_training_request_has_hook_rules_and_profiler() -> None:
     debugger = json.loads(
-        synthesized(sagemakerDebugger=True, frameworkVersion="2.1", pyVersion="py310").only(
-            "AWS::StepFunctions::StateMachine"
-        )["Properties"]["DefinitionString"]
+        synthesized(sagemakerDebugger=True, frameworkVersion="2.1", pyVersion="py310").state_machine()["Properties"][
+            "DefinitionString"
+        ]
     )
     request = debugger["States"][d.TRAIN]["Parameters"]
     rules = {r["RuleParameters"]["rule_to_invoke"] for r in request["DebugRuleConfigurations"]}

@@ -159,7 +159,7 @@ def training_describe(test_accuracy: float, rule_issues: tuple[str, ...] = ()) -
 
 def deployed_definition(synth: Synthesized) -> dict[str, Any]:
     """The template's definition with the DefinitionSubstitutions filled in with this module's test values."""
-    properties = synth.only("AWS::StepFunctions::StateMachine")["Properties"]
+    properties = synth.state_machine()["Properties"]
     assert set(properties["DefinitionSubstitutions"]) == set(SUBSTITUTIONS)
     text = properties["DefinitionString"]
     for key, value in SUBSTITUTIONS.items():

@@ -48,6 +48,12 @@ class Synthesized:
         assert len(found) == 1, f"expected one {resource_type}, found {len(found)}"
         return found[0]
 
+    def state_machine(self, construct: str = "Pipeline") -> dict[str, Any]:
+        """The state machine of a construct: the training ``Pipeline`` (default) or ``BatchCounting``."""
+        found = [v for k, v in self.resources("AWS::StepFunctions::StateMachine").items() if k.startswith(construct)]
+        assert len(found) == 1, f"expected one state machine under {construct}, found {len(found)}"
+        return found[0]
+
 
 def cdk_context() -> dict[str, Any]:
     """The context cdk.json gives the CLI."""
