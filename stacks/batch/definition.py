@@ -54,7 +54,9 @@ COUNT_PHOTOS = "CountPhotos"
 WAIT_FOR_COUNTS = "WaitForCounts"
 CHECK_COUNTS = "CheckCounts"
 COUNTS_DONE = "CountsDone"
+WHY_FAILED = "WhyFailed"
 COUNTS_FAILED = "CountsFailed"
+COUNTS_STOPPED = "CountsStopped"
 RECONCILE = "Reconcile"
 NOTIFY_SUCCESS = "NotifySuccess"
 SUCCEEDED = "Succeeded"
@@ -199,7 +201,7 @@ def transform_states(spec: BatchSpec) -> dict[str, State]:
         CHECK_COUNTS: sdk_task(
             "sagemaker:describeTransformJob",
             {"TransformJobName.$": "$.run.jobName"},
-            result_selector={"status.$": "$.TransformJobStatus", "detail.$": "States.JsonToString($)"},
+            result_selector={"status.$": "$.TransformJobStatus"},
             result_path="$.transform",
             retriers=[retry(SAGEMAKER_API_ERRORS)],
             catch=NOTIFY_FAILURE,
@@ -209,23 +211,33 @@ def transform_states(spec: BatchSpec) -> dict[str, State]:
             "Type": "Choice",
             "Choices": [
                 {"Variable": "$.transform.status", "StringEquals": "Completed", "Next": RECONCILE},
-                {
-                    "Or": [
-                        {"Variable": "$.transform.status", "StringEquals": "Failed"},
-                        {"Variable": "$.transform.status", "StringEquals": "Stopped"},
-                    ],
-                    "Next": COUNTS_FAILED,
-                },
+                {"Variable": "$.transform.status", "StringEquals": "Failed", "Next": WHY_FAILED},
+                {"Variable": "$.transform.status", "StringEquals": "Stopped", "Next": COUNTS_STOPPED},
             ],
             "Default": WAIT_FOR_COUNTS,
         },
+        # A failed job has a FailureReason (a running one has none, so it is read only here).
+        WHY_FAILED: sdk_task(
+            "sagemaker:describeTransformJob",
+            {"TransformJobName.$": "$.run.jobName"},
+            result_selector={"status.$": "$.TransformJobStatus", "reason.$": "$.FailureReason"},
+            result_path="$.transform",
+            retriers=[retry(SAGEMAKER_API_ERRORS)],
+            catch=NOTIFY_FAILURE,
+            next_state=COUNTS_FAILED,
+        ),
         COUNTS_FAILED: error_state(
             TRANSFORM_FAILED_ERROR,
-            "The Batch Transform job {} ended {}: {}. A photo the model refuses (not a JPEG or PNG, over 6 MB) fails "
-            "the whole job: keep only photos under the input prefix.",
+            "The Batch Transform job {} failed: {}. A photo the model refuses (not a JPEG or PNG, over 6 MB) fails the "
+            "whole job: keep only photos under the input prefix.",
             "$.run.jobName",
-            "$.transform.status",
-            "$.transform.detail",
+            "$.transform.reason",
+            next_state=NOTIFY_FAILURE,
+        ),
+        COUNTS_STOPPED: error_state(
+            TRANSFORM_FAILED_ERROR,
+            "The Batch Transform job {} was stopped.",
+            "$.run.jobName",
             next_state=NOTIFY_FAILURE,
         ),
     }
