@@ -27,13 +27,20 @@ ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 SHIFT = PHOTOS[:4]
 
 
-@pytest.fixture
-def browser(tmp_path: Path) -> Iterator[object]:
+@pytest.fixture(scope="session")
+def chrome() -> tuple[str, str]:
+    """chromium and chromedriver; asked for first, so a machine without them skips before training a model."""
     chromium, driver = shutil.which("chromium"), shutil.which("chromedriver")
     if not (chromium and driver):
         if os.environ.get("CI"):
             pytest.fail("CI must run the browser test: scripts/setup.sh installs chromium and chromedriver")
         pytest.skip("no chromium/chromedriver here (scripts/setup.sh installs them when run as root)")
+    return chromium, driver
+
+
+@pytest.fixture
+def browser(chrome: tuple[str, str], tmp_path: Path) -> Iterator[object]:
+    chromium, driver = chrome
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
@@ -64,7 +71,7 @@ def api(sagemaker, monkeypatch: pytest.MonkeyPatch) -> Iterator[LocalApi]:
         yield server
 
 
-def test_many_photos_make_a_table_with_review_flags_mismatches_and_a_csv(browser, api, tmp_path) -> None:
+def test_many_photos_make_a_table_with_review_flags_mismatches_and_a_csv(chrome, browser, api, tmp_path) -> None:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
