@@ -402,7 +402,7 @@ def test_topic_is_encrypted_and_ssl_only_without_subscription_by_default(synth: 
 
 def test_every_log_group_has_the_retention_and_goes_with_the_stack(synth: Synthesized) -> None:
     groups = synth.resources("AWS::Logs::LogGroup")
-    assert len(groups) == 4
+    assert len(groups) == 6  # pipeline, cleanup, API (2), Batch state machine and its Lambda
     assert all(g["Properties"]["RetentionInDays"] == 30 and g["DeletionPolicy"] == "Delete" for g in groups.values())
 
 
