@@ -288,7 +288,13 @@ def test_without_expectations_the_summary_has_no_accuracy(batch: Batch) -> None:
 
 @pytest.mark.parametrize(
     "execution_input",
-    [{}, {"input": "shifts/"}, {"input": 3}, {"input": f"s3://{BUCKET}/x/", "expected": "expected.csv"}],
+    [
+        {},
+        {"input": "shifts/"},
+        {"input": 3},
+        {"input": f"s3://{BUCKET}/x/", "expected": "expected.csv"},
+        {"input": f"s3://{BUCKET}/x/", "expected": 5},
+    ],
 )
 def test_invalid_input_is_refused_with_the_expected_shape(batch: Batch, execution_input) -> None:
     run = batch.run(execution_input)

@@ -88,14 +88,16 @@ def _bucket_choice(variable: str, spec: BatchSpec, next_state: str) -> State:
 
 def input_states(spec: BatchSpec) -> dict[str, State]:
     """ValidateInput: s3:// URLs, the job's name and output folder, and the buckets the state machine may read."""
-    is_text = [{"Variable": "$.input", "IsPresent": True}, {"Variable": "$.input", "IsString": True}]
     job = f"{spec.name_prefix}-batch-{{}}{{}}"  # + 8 and 4 hex digits of a fresh UUID
     uuid = ("$.run.uuid[0]", "$.run.uuid[1]")
     return {
         VALIDATE_INPUT: {
             "Type": "Choice",
+            # One test per rule, in order: a rule never reads a variable that an earlier rule found missing or not text.
             "Choices": [
-                {"And": [*is_text, {"Variable": "$.input", "StringMatches": "s3://*/*"}], "Next": CHECK_EXPECTED}
+                {"Not": {"Variable": "$.input", "IsPresent": True}, "Next": INVALID_INPUT},
+                {"Not": {"Variable": "$.input", "IsString": True}, "Next": INVALID_INPUT},
+                {"Variable": "$.input", "StringMatches": "s3://*/*", "Next": CHECK_EXPECTED},
             ],
             "Default": INVALID_INPUT,
         },
@@ -103,13 +105,8 @@ def input_states(spec: BatchSpec) -> dict[str, State]:
             "Type": "Choice",
             "Choices": [
                 {"Not": {"Variable": "$.expected", "IsPresent": True}, "Next": NO_EXPECTED},
-                {
-                    "And": [
-                        {"Variable": "$.expected", "IsString": True},
-                        {"Variable": "$.expected", "StringMatches": "s3://*/*"},
-                    ],
-                    "Next": NAME_JOB,
-                },
+                {"Not": {"Variable": "$.expected", "IsString": True}, "Next": INVALID_INPUT},
+                {"Variable": "$.expected", "StringMatches": "s3://*/*", "Next": NAME_JOB},
             ],
             "Default": INVALID_INPUT,
         },
