@@ -36,6 +36,7 @@ from stacks.batch import definition as b
 from stacks.batch.construct import lambda_members
 from stacks.pipeline.asl import to_json
 from tests.serving_helpers import PHOTOS
+from tests.test_cdk_state_machine import TaskRequest, install_step_functions_shims, record_requests, task_states
 from tests.test_cdk_support import REGION, Synthesized, synthesized
 
 ACCOUNT = "123456789012"
@@ -133,6 +134,7 @@ class Run:
     cause: str | None
     states: list[str]
     notifications: list[dict[str, Any]]
+    requests: list[TaskRequest]
 
 
 @dataclass
@@ -143,8 +145,11 @@ class Batch:
     arn: str
     queue_url: str
     transform: FakeTransform
+    sent: list[TaskRequest]
 
     def run(self, execution_input: dict[str, Any], timeout: float = 120) -> Run:
+        """Run one execution; every request its Task states sent must be one AWS accepts (botocore's models)."""
+        first_request = len(self.sent)
         arn = self.sfn.start_execution(stateMachineArn=self.arn, input=json.dumps(execution_input))["executionArn"]
         deadline = time.monotonic() + timeout
         while (described := self.sfn.describe_execution(executionArn=arn))["status"] == "RUNNING":
@@ -155,6 +160,9 @@ class Batch:
         messages = sqs.receive_message(QueueUrl=self.queue_url, MaxNumberOfMessages=10).get("Messages", [])
         notes = [json.loads(m["Body"]) for m in messages]
         output = described.get("output")
+        sent = self.sent[first_request:]
+        invalid = [error for request in sent for error in request.errors()]
+        assert not invalid, "requests AWS would refuse:\n" + "\n".join(invalid)
         return Run(
             status=described["status"],
             output=json.loads(output) if output else None,
@@ -162,6 +170,7 @@ class Batch:
             cause=described.get("cause"),
             states=[e["stateEnteredEventDetails"]["name"] for e in events if "stateEnteredEventDetails" in e],
             notifications=[{"Subject": n.get("Subject"), "Message": json.loads(n["Message"])} for n in notes],
+            requests=sent,
         )
 
     def put_photos(self, bucket: str, prefix: str, photos: list[Path], broken: bool = False) -> None:
@@ -181,6 +190,8 @@ def batch(synth: Synthesized, model_dir: Path, monkeypatch: pytest.MonkeyPatch) 
     transform = FakeTransform(model_dir)
     with mock_aws(config={"stepfunctions": {"execute_state_machine": True}}):
         transform.install(monkeypatch)
+        sent = record_requests(monkeypatch)
+        install_step_functions_shims(monkeypatch)
 
         def invoke(function: LambdaFunction, event: Any = None) -> tuple[str, bool, str]:
             handler.s3.cache_clear()
@@ -240,7 +251,7 @@ def batch(synth: Synthesized, model_dir: Path, monkeypatch: pytest.MonkeyPatch) 
             definition=to_json(deployed_definition(synth)),
             roleArn=f"arn:aws:iam::{ACCOUNT}:role/bincount-batch",
         )["stateMachineArn"]
-        yield Batch(sfn=sfn, s3=s3, sagemaker=sagemaker, arn=arn, queue_url=queue_url, transform=transform)
+        yield Batch(sfn=sfn, s3=s3, sagemaker=sagemaker, arn=arn, queue_url=queue_url, transform=transform, sent=sent)
 
 
 def _expected_csv() -> str:
@@ -262,6 +273,8 @@ def test_a_shift_is_counted_and_reconciled_from_input_to_summary(batch: Batch) -
     assert request["transform_input"]["ContentType"] == "application/x-image"
     output = request["transform_output"]["S3OutputPath"]
     assert output.startswith(f"s3://{BUCKET}/{b.OUTPUT_PREFIX}bincount-batch-")
+    (sent,) = [r.parameters for r in run.requests if r.state == b.COUNT_PHOTOS]
+    assert sent["Tags"] == [{"Key": "bincount:run", "Value": output.rstrip("/").rsplit("-", 1)[-1]}]
 
     summary = run.output
     assert summary["counts"] == output + "counts.csv" and summary["summary"] == output + "summary.json"
@@ -324,6 +337,15 @@ def test_a_photo_the_model_refuses_fails_the_job_with_its_reason(batch: Batch) -
     assert "broken.jpg" in run.cause and "keep only photos" in run.cause
 
 
+def test_every_task_state_sends_requests_aws_accepts(batch: Batch, synth: Synthesized) -> None:
+    batch.put_photos(BUCKET, PREFIX, SHIFT[:2])
+    batch.put_photos(BUCKET, "bad/", SHIFT[:1], broken=True)
+    runs = [batch.run({"input": f"s3://{BUCKET}/{PREFIX}"}), batch.run({"input": f"s3://{BUCKET}/bad/"})]
+    assert [r.status for r in runs] == ["SUCCEEDED", "FAILED"]
+    # Each run() checked its requests; together the two sent one from every Task state of the definition.
+    assert {r.state for run in runs for r in run.requests} == task_states(deployed_definition(synth)["States"])
+
+
 def test_the_reconcile_lambda_and_the_state_machine_have_least_privilege(synth: Synthesized) -> None:
     policies = synth.resources("AWS::IAM::Policy")
     batch_policies = {k: v for k, v in policies.items() if k.startswith("BatchCounting")}
@@ -338,6 +360,7 @@ def test_the_reconcile_lambda_and_the_state_machine_have_least_privilege(synth: 
             "sagemaker:DescribeEndpointConfig",
             "sagemaker:CreateTransformJob",
             "sagemaker:DescribeTransformJob",
+            "sagemaker:AddTags",
             "lambda:InvokeFunction",
             "sns:Publish",
         ]

@@ -158,7 +158,7 @@ class BatchCounting(Construct):
                 ),
                 Permission(
                     "RunTransformJobs",
-                    ["sagemaker:CreateTransformJob", "sagemaker:DescribeTransformJob"],
+                    ["sagemaker:CreateTransformJob", "sagemaker:DescribeTransformJob", "sagemaker:AddTags"],
                     [transform_jobs],
                     wildcard="ExecutionNamedJobs",
                 ),

@@ -31,6 +31,7 @@ from stacks.pipeline.asl import (
     sdk_task,
     task,
 )
+from stacks.pipeline.requests import RUN_TAG
 
 RECONCILE_FUNCTION = "${ReconcileFunctionArn}"
 PLACEHOLDERS: tuple[str, ...] = ("DataBucket", "NotificationTopicArn", "ReconcileFunctionArn")
@@ -135,6 +136,7 @@ def input_states(spec: BatchSpec) -> dict[str, State]:
             parameters={
                 "inputBucket.$": "$.run.inputBucket",
                 "expectedBucket.$": "$.run.expectedBucket",
+                "id.$": format_string("{}{}", *uuid),
                 "jobName.$": format_string(job, *uuid),
                 "output.$": format_string(f"s3://{DATA_BUCKET}/{OUTPUT_PREFIX}{job}/", *uuid),
             },
@@ -181,7 +183,8 @@ def transform_states(spec: BatchSpec) -> dict[str, State]:
         FIND_MODEL: sdk_task(
             "sagemaker:describeEndpointConfig",
             {"EndpointConfigName.$": "$.endpoint.configName"},
-            result_selector={"modelName.$": "$.ProductionVariants[0].ModelName"},
+            # The first variant's model, as a string: an index in a path may yield a list in some interpreters.
+            result_selector={"modelName.$": "States.ArrayGetItem($.ProductionVariants[*].ModelName, 0)"},
             result_path="$.model",
             retriers=[retry(SAGEMAKER_API_ERRORS)],
             catch=NOTIFY_FAILURE,
@@ -257,6 +260,7 @@ def transform_request(spec: BatchSpec) -> dict[str, Any]:
         },
         "TransformOutput": {"S3OutputPath.$": "$.run.output", "Accept": "application/json", "AssembleWith": "None"},
         "TransformResources": {"InstanceType": spec.instance_type, "InstanceCount": 1},
+        "Tags": [{"Key": RUN_TAG, "Value.$": "$.run.id"}],
     }
 
 
