@@ -52,3 +52,20 @@ def test_profiler_overhead_bench_runs_both_sides() -> None:
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "one run = 2 epochs of 8 steps of 32" in proc.stdout
     assert re.search(r"overhead: [+-][\d.]+% of a 2-epoch run \(3 profiled steps\)", proc.stdout), proc.stdout
+
+
+def test_batch_throughput_bench_measures_both_sides(model_dir: Path) -> None:
+    command = [sys.executable, str(ROOT / "bench" / "batch_throughput.py"), "--model-dir", str(model_dir)]
+    proc = subprocess.run(
+        [*command, "--limit", "4", "--rounds", "1", "--batch-size", "2", "--workers", "2"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = proc.stdout
+    assert "4 photos per pass, 1 rounds, batch size 2" in out
+    assert re.search(r"median photos/s: one at a time [\d.]+, batched [\d.]+ \([\d.]+x\)", out), out
+    assert "identical answers: 4/4" in out

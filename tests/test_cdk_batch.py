@@ -146,11 +146,15 @@ class Batch:
     queue_url: str
     transform: FakeTransform
     sent: list[TaskRequest]
+    runs: int = 0
 
     def run(self, execution_input: dict[str, Any], timeout: float = 120) -> Run:
         """Run one execution; every request its Task states sent must be one AWS accepts (botocore's models)."""
         first_request = len(self.sent)
-        arn = self.sfn.start_execution(stateMachineArn=self.arn, input=json.dumps(execution_input))["executionArn"]
+        self.runs += 1
+        arn = self.sfn.start_execution(
+            stateMachineArn=self.arn, name=f"shift-{self.runs}", input=json.dumps(execution_input)
+        )["executionArn"]
         deadline = time.monotonic() + timeout
         while (described := self.sfn.describe_execution(executionArn=arn))["status"] == "RUNNING":
             assert time.monotonic() < deadline, "execution did not finish"

@@ -296,7 +296,7 @@ def reconcile_states(spec: BatchSpec) -> dict[str, State]:
             catch=NOTIFY_FAILURE,
             next_state=SUCCEEDED,
         ),
-        SUCCEEDED: {"Type": "Succeed", "OutputPath": "$.reconciled.summary"},
+        SUCCEEDED: {"Type": "Pass", "OutputPath": "$.reconciled.summary", "End": True},
         NOTIFY_FAILURE: task(
             "arn:aws:states:::sns:publish",
             {
