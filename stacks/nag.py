@@ -39,6 +39,12 @@ WILDCARDS: dict[str, str] = {
     "NoResourceLevelPermissions": "These actions do not support resource-level permissions (IAM requires "
     "Resource *): ecr:GetAuthorizationToken, cloudwatch:PutMetricData (limited by a namespace condition), "
     "sagemaker:List*, X-Ray and CloudWatch Logs delivery.",
+    "ModelVersions": "Model package versions are numbered by SageMaker as they are registered "
+    "(model-package/<group>/<version>): every version of the stack's own group.",
+    "AutoscalingTargets": "Application Auto Scaling names scalable targets and their target-tracking alarms at run "
+    "time (the alarms TargetTracking-endpoint/<endpoint>/variant/AllTraffic-*); its actions take no other resource.",
+    "DeployExecutions": "The pipeline waits for (.sync:2), and the cleanup stops, deployment executions, whose "
+    "names are drawn per execution.",
     "PipelineExecutions": "The cleanup stops whichever executions of the pipeline are running at destroy time; "
     "their names are drawn per execution.",
 }

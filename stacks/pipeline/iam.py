@@ -12,6 +12,7 @@ SAGEMAKER_SERVICE = "sagemaker.amazonaws.com"
 SYNC_RULES: tuple[str, ...] = (
     "StepFunctionsGetEventsForSageMakerTuningJobsRule",
     "StepFunctionsGetEventsForSageMakerTrainingJobsRule",
+    "StepFunctionsGetEventsForStepFunctionsExecutionRule",
 )
 
 
@@ -58,14 +59,20 @@ def sagemaker_execution_permissions(
 
 
 def state_machine_permissions(
-    arns: Arns, *, bucket_arn: str, sagemaker_role_arn: str, topic_arn: str
+    arns: Arns,
+    *,
+    bucket_arn: str,
+    sagemaker_role_arn: str,
+    topic_arn: str,
+    model_package_group_arn: str,
+    model_versions_arn: str,
+    deploy_state_machine_arn: str,
+    deploy_executions_arn: str,
 ) -> list[Permission]:
     """Exactly the actions the pipeline's states call, on the resources they call them on."""
     tuning_jobs = arns.named("hyper-parameter-tuning-job", "hpo")
     # The final job (<prefix>-train-...) and the feature-extraction job (<prefix>-features-...).
     training_jobs = [arns.named("training-job", kind) for kind in ("features", "train")]
-    models = arns.named("model", "model")
-    endpoint_configs = arns.named("endpoint-config", "config")
     return [
         # PrepareDataset
         Permission("ReadPublicImages", ["s3:GetObject"], [arns.public_images()], wildcard="PublicImages"),
@@ -132,24 +139,20 @@ def state_machine_permissions(
             [sagemaker_role_arn],
             conditions={"StringEquals": {"iam:PassedToService": SAGEMAKER_SERVICE}},
         ),
-        # Deploy
+        # RegisterModel, RecordApproval, StartDeployment (.sync:2)
         Permission(
-            "CreateModels", ["sagemaker:CreateModel", "sagemaker:AddTags"], [models], wildcard="ExecutionNamedJobs"
+            "RegisterModels",
+            ["sagemaker:CreateModelPackage", "sagemaker:UpdateModelPackage", "sagemaker:AddTags"],
+            [model_package_group_arn, model_versions_arn],
+            wildcard="ModelVersions",
         ),
+        Permission("StartDeployment", ["states:StartExecution"], [deploy_state_machine_arn]),
         Permission(
-            "CreateEndpointConfigs",
-            ["sagemaker:CreateEndpointConfig", "sagemaker:AddTags"],
-            [endpoint_configs],
-            wildcard="ExecutionNamedJobs",
+            "TrackDeployment",
+            ["states:DescribeExecution", "states:StopExecution"],
+            [deploy_executions_arn],
+            wildcard="DeployExecutions",
         ),
-        Permission(
-            "DeployEndpoint",
-            ["sagemaker:CreateEndpoint", "sagemaker:UpdateEndpoint", "sagemaker:AddTags"],
-            [arns.endpoint, endpoint_configs],
-            wildcard="ExecutionNamedJobs",
-        ),
-        Permission("DescribeEndpoint", ["sagemaker:DescribeEndpoint"], [arns.endpoint]),
-        Permission("FindEndpoint", ["sagemaker:ListEndpoints"], ["*"], wildcard="NoResourceLevelPermissions"),
         # Notify
         Permission("Notify", ["sns:Publish"], [topic_arn]),
     ]
