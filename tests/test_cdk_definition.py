@@ -23,7 +23,7 @@ def synth() -> Synthesized:
 
 @pytest.fixture(scope="module")
 def text(synth: Synthesized) -> str:
-    return synth.only("AWS::StepFunctions::StateMachine")["Properties"]["DefinitionString"]
+    return synth.state_machine()["Properties"]["DefinitionString"]
 
 
 @pytest.fixture(scope="module")
@@ -144,7 +144,7 @@ def test_prepare_dataset_is_a_distributed_map_over_the_manifest(asl: dict[str, A
 
 def test_placeholders_are_exactly_the_substitutions(synth: Synthesized, text: str) -> None:
     used = set(re.findall(r"\$\{([A-Za-z]+)\}", text))
-    properties = synth.only("AWS::StepFunctions::StateMachine")["Properties"]
+    properties = synth.state_machine()["Properties"]
     assert used == set(PLACEHOLDERS) == set(properties["DefinitionSubstitutions"])
 
 

@@ -8,6 +8,7 @@ service model (:mod:`tests.aws_request_checks`).
 
 from __future__ import annotations
 
+import copy
 import json
 import time
 import uuid
@@ -20,8 +21,12 @@ import pytest
 from moto import mock_aws
 from moto.events.models import EventPattern
 from moto.sagemaker.models import SageMakerModelBackend
+from moto.stepfunctions.models import StateMachine
 from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service import (
     StateTaskService,
+)
+from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_sfn import (
+    StateTaskServiceSfn,
 )
 
 from stacks.pipeline import deploy as d
@@ -71,10 +76,54 @@ def state_machine_definition(synth: Synthesized, construct_id: str, substitution
 
 
 def install_moto_boundary(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Step Functions' service name for Application Auto Scaling -> boto3's."""
+    """Where moto's Step Functions differs from AWS's at the service boundary.
+
+    - Application Auto Scaling: Step Functions names it ``applicationautoscaling``, boto3 ``application-autoscaling``;
+    - UpdateModelPackage keeps the metadata it is not given (moto drops it);
+    - ``states:startExecution(.sync:2)``: AWS takes and returns the Step Functions integration's PascalCase members
+      (``StateMachineArn``, ``Input``; ``ExecutionArn``, ``Output``, ``Error``, ``Cause``); moto hands them to boto3
+      unchanged (whose members are camelCase) and returns boto3's. Translated here, both ways, top level only.
+    """
     overrides = {**StateTaskService._SERVICE_NAME_SFN_TO_BOTO_OVERRIDES}
     overrides["applicationautoscaling"] = "application-autoscaling"
     monkeypatch.setattr(StateTaskService, "_SERVICE_NAME_SFN_TO_BOTO_OVERRIDES", overrides)
+    normalise_parameters = StateTaskServiceSfn._normalise_parameters
+
+    def to_boto(self: StateTaskServiceSfn, parameters: dict[str, Any], *args: Any, **kwargs: Any) -> None:
+        normalise_parameters(self, parameters, *args, **kwargs)
+        for key in list(parameters):
+            parameters[key[:1].lower() + key[1:]] = parameters.pop(key)
+
+    def to_sfn(self: StateTaskServiceSfn, response: Any, *args: Any, **kwargs: Any) -> None:
+        for key in list(response):
+            response[key[:1].upper() + key[1:]] = response.pop(key)
+
+    monkeypatch.setattr(StateTaskServiceSfn, "_normalise_parameters", to_boto)
+    monkeypatch.setattr(StateTaskServiceSfn, "_normalise_response", to_sfn)
+
+    # moto deep-copies a state machine at each StartExecution, with its backend and so every execution there, whose
+    # locks do not copy once one has run (a second run, or a child started by a running parent): keep the backend.
+    def copy_but_the_backend(self: StateMachine, memo: dict[int, Any]) -> StateMachine:
+        clone = StateMachine.__new__(StateMachine)
+        memo[id(self)] = clone
+        for key, value in self.__dict__.items():
+            setattr(clone, key, value if key == "backend" else copy.deepcopy(value, memo))
+        return clone
+
+    monkeypatch.setattr(StateMachine, "__deepcopy__", copy_but_the_backend, raising=False)
+
+    # UpdateModelPackage without CustomerMetadataProperties keeps them on AWS; moto drops them.
+    update_model_package = SageMakerModelBackend.update_model_package
+
+    def keep_metadata(backend: SageMakerModelBackend, model_package_arn: str, *args: Any, **kwargs: Any) -> str:
+        package = backend.describe_model_package(model_package_arn)
+        kept = package.customer_metadata_properties
+        arn = update_model_package(backend, model_package_arn, *args, **kwargs)
+        if package.customer_metadata_properties is None:
+            package.customer_metadata_properties = kept
+        return arn
+
+    monkeypatch.setattr(SageMakerModelBackend, "update_model_package", keep_metadata)
 
 
 def rolled_back_with_reason(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -112,8 +161,6 @@ class Lifecycle:
     recorder: RequestRecorder
     queue_url: str
     arn: str
-    definition: str
-    runs: int = 0
 
     def register(self, status: str = "Approved", approval: str = "auto") -> str:
         """A model version as RegisterModel creates it; returns its ARN."""
@@ -196,7 +243,6 @@ def create_lifecycle(synth: Synthesized, monkeypatch: pytest.MonkeyPatch, record
         recorder=recorder,
         queue_url=queue_url,
         arn=arn,
-        definition=definition,
     )
 
 

@@ -371,7 +371,7 @@ def test_state_machine_is_standard_logged_traced_and_named(synth: Synthesized) -
             "TracingConfiguration": {"Enabled": True},
         },
     )
-    properties = synth.only("AWS::StepFunctions::StateMachine")["Properties"]
+    properties = synth.state_machine()["Properties"]
     assert render(properties["RoleArn"]) == "<PipelineStateMachineRole.Arn>"
     substitutions = render(properties["DefinitionSubstitutions"])
     assert re.fullmatch(

@@ -115,7 +115,7 @@ def registry_states(
     """Register the model with its approval, then deploy it (approved), stop (rejected) or wait (manual)."""
     accuracy = f"States.Format('{{}}', {test_accuracy_path})"
     deployment_input: dict[str, Any] = {
-        "modelPackageArn.$": f"{REGISTRATION_PATH}.arn",
+        "modelPackageArn.$": f"{REGISTRATION_PATH}.package.arn",
         "notify": False,  # this pipeline reports the outcome
         **{f"{key}.$": f"$.config.{key}" for key in deploy.DEPLOY_SETTINGS},
         "AWS_STEP_FUNCTIONS_STARTED_BY_EXECUTION_ID.$": "$$.Execution.Id",
