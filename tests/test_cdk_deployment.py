@@ -101,13 +101,13 @@ def install_moto_boundary(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(StateTaskServiceSfn, "_normalise_parameters", to_boto)
     monkeypatch.setattr(StateTaskServiceSfn, "_normalise_response", to_sfn)
 
-    # moto deep-copies a state machine at each StartExecution, with its backend and so every execution there, whose
-    # locks do not copy once one has run (a second run, or a child started by a running parent): keep the backend.
+    # moto deep-copies a state machine at each StartExecution, with its backend and its executions, whose locks do
+    # not copy once one has run (a second run, or a child started by a running parent): share those two.
     def copy_but_the_backend(self: StateMachine, memo: dict[int, Any]) -> StateMachine:
         clone = StateMachine.__new__(StateMachine)
         memo[id(self)] = clone
         for key, value in self.__dict__.items():
-            setattr(clone, key, value if key == "backend" else copy.deepcopy(value, memo))
+            setattr(clone, key, value if key in ("backend", "executions") else copy.deepcopy(value, memo))
         return clone
 
     monkeypatch.setattr(StateMachine, "__deepcopy__", copy_but_the_backend, raising=False)
@@ -176,15 +176,6 @@ class Lifecycle:
         )["ModelPackageArn"]
 
     def run(self, execution_input: dict[str, Any], timeout: float = 60) -> Execution:
-        if self.runs:  # moto cannot copy a state machine that has run (a lock): deploy it again, same name
-            self.sfn.delete_state_machine(stateMachineArn=self.arn)
-            assert (
-                self.sfn.create_state_machine(name=DEPLOY_NAME, definition=self.definition, roleArn=DEPLOY_ROLE)[
-                    "stateMachineArn"
-                ]
-                == self.arn
-            )
-        self.runs += 1
         arn = self.sfn.start_execution(
             stateMachineArn=self.arn, name=str(uuid.uuid4()), input=json.dumps(execution_input)
         )["executionArn"]
@@ -501,3 +492,29 @@ def test_the_rule_input_matches_the_event_it_acts_on() -> None:
     (target,) = approved["Targets"]
     assert target["InputTransformer"]["InputPathsMap"] == {"detail-ModelPackageArn": "$.detail.ModelPackageArn"}
     assert target["InputTransformer"]["InputTemplate"] == '{"modelPackageArn":<detail-ModelPackageArn>}'
+
+
+def test_every_deployment_task_retries_and_every_failure_notifies_then_fails() -> None:
+    asl = json.loads(synthesized().state_machine("Lifecycle")["Properties"]["DefinitionString"])
+    states = asl["States"]
+    for name, state in states.items():
+        if state["Type"] == "Task":
+            assert state["Retry"] and all(r["BackoffRate"] >= 2 for r in state["Retry"]), name
+            (catch,) = state["Catch"]
+            expected = d.CHECK_ERROR_NAME if name == d.NOTIFY_FAILURE else d.CHECK_NOTIFY_FAILURE
+            assert (catch["ErrorEquals"], catch["Next"]) == (["States.ALL"], expected), name
+    errors = [n for n, s in states.items() if s["Type"] == "Pass" and s.get("ResultPath") == "$.error"]
+    assert errors and all(states[n]["Next"] == d.CHECK_NOTIFY_FAILURE for n in errors)
+    assert {n for n, s in states.items() if s["Type"] == "Fail"} == {d.FAILED, d.STEP_FAILED}
+    # Every transition lands on a state and every state is reachable.
+    edges = {
+        n: {s.get("Next"), s.get("Default"), *(c["Next"] for c in s.get("Choices", []) + s.get("Catch", []))} - {None}
+        for n, s in states.items()
+    }
+    assert set().union(*edges.values()) <= set(states)
+    seen, todo = set(), [asl["StartAt"]]
+    while todo:
+        if (name := todo.pop()) not in seen:
+            seen.add(name)
+            todo.extend(edges[name])
+    assert seen == set(states)

@@ -216,7 +216,8 @@ def registry_states(
                 "deployment.$": "$.Output",
             },
             result_path="$.outcome",
-            retriers=[],
+            # The execution is named per run, so a retried start is idempotent (same name and input).
+            retriers=[retry(("StepFunctions.ExecutionLimitExceededException",))],
             catch=None,
             next_state=summarize,
         )
