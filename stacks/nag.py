@@ -45,6 +45,8 @@ WILDCARDS: dict[str, str] = {
     "time (the alarms TargetTracking-endpoint/<endpoint>/variant/AllTraffic-*); its actions take no other resource.",
     "DeployExecutions": "The pipeline waits for (.sync:2), and the cleanup stops, deployment executions, whose "
     "names are drawn per execution.",
+    "CapturedRequests": "The endpoint writes captured requests and responses under capture/<endpoint>/<variant>/"
+    "<date>/<hour>/, one object per batch named by SageMaker.",
     "PipelineExecutions": "The cleanup stops whichever executions of the pipeline are running at destroy time; "
     "their names are drawn per execution.",
 }

@@ -41,6 +41,7 @@ from stacks.pipeline.asl import (
     task,
 )
 from stacks.pipeline.requests import EXECUTION_TAG, VARIANT_NAME
+from stacks.storage import CAPTURE_PREFIX
 
 MODEL_PACKAGE_ARN_PREFIX = "${ModelPackageArnPrefix}"
 """``arn:<partition>:sagemaker:<region>:<account>:model-package/<group>/``: a version number completes it."""
@@ -50,7 +51,6 @@ DEPLOY_PLACEHOLDERS: tuple[str, ...] = (
     "NotificationTopicArn",
     "ModelPackageArnPrefix",
 )
-CAPTURE_PREFIX = "capture/"
 
 # State names.
 APPLY_DEFAULTS = "ApplyDefaults"

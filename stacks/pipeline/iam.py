@@ -5,7 +5,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from stacks.permissions import Arns, Permission
-from stacks.storage import CHANNEL_PREFIXES, CHECKPOINTS_PREFIX, JOBS_PREFIX, MANIFEST_KEY, MAP_RUNS_PREFIX
+from stacks.storage import (
+    CAPTURE_PREFIX,
+    CHANNEL_PREFIXES,
+    CHECKPOINTS_PREFIX,
+    JOBS_PREFIX,
+    MANIFEST_KEY,
+    MAP_RUNS_PREFIX,
+)
 
 SAGEMAKER_SERVICE = "sagemaker.amazonaws.com"
 # The managed EventBridge rules through which Step Functions' .sync integration learns that a job finished.
@@ -36,6 +43,10 @@ def sagemaker_execution_permissions(
             wildcard="JobOutputs",
         ),
         Permission("ReadTrainingSource", ["s3:GetObject"], [source_object_arn]),
+        # The endpoint writes the requests and responses it captures (dataCapturePercent > 0) as this role.
+        Permission(
+            "WriteCapturedRequests", ["s3:PutObject"], [f"{bucket_arn}/{CAPTURE_PREFIX}*"], wildcard="CapturedRequests"
+        ),
         Permission(
             "PullContainerImages",
             ["ecr:BatchCheckLayerAvailability", "ecr:GetDownloadUrlForLayer", "ecr:BatchGetImage"],
