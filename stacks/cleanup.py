@@ -17,7 +17,7 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
-from stacks.lifecycle import model_package_arns
+from stacks.lifecycle import model_package_arns, scalable_targets
 from stacks.log_groups import log_group
 from stacks.nag import suppress
 from stacks.permissions import Arns, Permission, attach
@@ -30,7 +30,12 @@ RESOURCE_TYPE = "Custom::PipelineCleanup"
 
 
 def cleanup_permissions(
-    arns: Arns, settings: Settings, *, deploy_state_machine_arn: str, deploy_executions_arn: str
+    arns: Arns,
+    settings: Settings,
+    *,
+    deploy_state_machine_arn: str,
+    deploy_executions_arn: str,
+    scalable_targets_arn: str,
 ) -> list[Permission]:
     """Stop the pipeline's and deployments' executions and jobs; remove the endpoint's autoscaling; delete its
     endpoint, endpoint configs, models, endpoint logs and model versions."""
@@ -72,9 +77,15 @@ def cleanup_permissions(
         Permission("ListDeployments", ["states:ListExecutions"], [deploy_state_machine_arn]),
         Permission("StopDeployments", ["states:StopExecution"], [deploy_executions_arn], wildcard="DeployExecutions"),
         Permission(
-            "RemoveAutoscaling",
-            ["application-autoscaling:DescribeScalableTargets", "application-autoscaling:DeregisterScalableTarget"],
+            "FindScalableTarget",
+            ["application-autoscaling:DescribeScalableTargets"],
             ["*"],
+            wildcard="NoResourceLevelPermissions",
+        ),
+        Permission(
+            "RemoveAutoscaling",
+            ["application-autoscaling:DeregisterScalableTarget"],
+            [scalable_targets_arn],
             wildcard="AutoscalingTargets",
         ),
         Permission("DeleteModelVersions", ["sagemaker:DeleteModelPackage"], [model_versions], wildcard="ModelVersions"),
@@ -122,6 +133,7 @@ class PipelineCleanup(Construct):
                         resource_name=f"{settings.deploy_state_machine_name}:*",
                         arn_format=ArnFormat.COLON_RESOURCE_NAME,
                     ),
+                    scalable_targets_arn=scalable_targets(Stack.of(self)),
                 ),
             ],
         )

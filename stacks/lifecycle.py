@@ -51,6 +51,11 @@ def rollback_alarm_names(settings: Settings) -> tuple[str, ...]:
     return (f"{settings.name_prefix}-endpoint-5xx", f"{settings.name_prefix}-endpoint-model-latency")
 
 
+def scalable_targets(stack: Stack) -> str:
+    """Application Auto Scaling's scalable targets of this account and region (their ids are drawn at registration)."""
+    return stack.format_arn(service="application-autoscaling", resource="scalable-target", resource_name="*")
+
+
 def model_package_arns(arns: Arns, settings: Settings) -> tuple[str, str]:
     """(the group's ARN, the ARN pattern of its versions)."""
     group = settings.model_package_group_name
@@ -106,13 +111,18 @@ def deployment_permissions(
         Permission(
             "ScaleEndpoint",
             [
-                "application-autoscaling:DescribeScalableTargets",
                 "application-autoscaling:RegisterScalableTarget",
                 "application-autoscaling:DeregisterScalableTarget",
                 "application-autoscaling:PutScalingPolicy",
             ],
-            ["*"],
+            [scalable_targets(stack)],
             wildcard="AutoscalingTargets",
+        ),
+        Permission(
+            "FindScalableTarget",
+            ["application-autoscaling:DescribeScalableTargets"],
+            ["*"],
+            wildcard="NoResourceLevelPermissions",
         ),
         Permission(
             "TargetTrackingAlarms",

@@ -38,7 +38,8 @@ WILDCARDS: dict[str, str] = {
     "Endpoints/<name>) and one log stream per job or instance, named at run time.",
     "NoResourceLevelPermissions": "These actions do not support resource-level permissions (IAM requires "
     "Resource *): ecr:GetAuthorizationToken, cloudwatch:PutMetricData (limited by a namespace condition), "
-    "sagemaker:List*, X-Ray and CloudWatch Logs delivery.",
+    "sagemaker:List*, application-autoscaling:Describe*, cloudwatch:DescribeAlarms, X-Ray and CloudWatch Logs "
+    "delivery.",
     "ModelVersions": "Model package versions are numbered by SageMaker as they are registered "
     "(model-package/<group>/<version>): every version of the stack's own group.",
     "AutoscalingTargets": "Application Auto Scaling names scalable targets and their target-tracking alarms at run "

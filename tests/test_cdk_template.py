@@ -214,9 +214,10 @@ CLEANUP_STATEMENTS = {
     ),
     "ListDeployments": (["states:ListExecutions"], ["<LifecycleDeployStateMachine>"], {}),
     "StopDeployments": (["states:StopExecution"], [f"{STATES}:execution:bincount-deploy:*"], {}),
+    "FindScalableTarget": (["application-autoscaling:DescribeScalableTargets"], ["*"], {}),
     "RemoveAutoscaling": (
-        ["application-autoscaling:DeregisterScalableTarget", "application-autoscaling:DescribeScalableTargets"],
-        ["*"],
+        ["application-autoscaling:DeregisterScalableTarget"],
+        [f"arn:{PARTITION}:application-autoscaling:us-east-1:{ACCOUNT}:scalable-target/*"],
         {},
     ),
     "DeleteModelVersions": (
@@ -268,13 +269,13 @@ DEPLOYMENT_STATEMENTS = {
     "ScaleEndpoint": (
         [
             "application-autoscaling:DeregisterScalableTarget",
-            "application-autoscaling:DescribeScalableTargets",
             "application-autoscaling:PutScalingPolicy",
             "application-autoscaling:RegisterScalableTarget",
         ],
-        ["*"],
+        [f"arn:{PARTITION}:application-autoscaling:us-east-1:{ACCOUNT}:scalable-target/*"],
         {},
     ),
+    "FindScalableTarget": (["application-autoscaling:DescribeScalableTargets"], ["*"], {}),
     "TargetTrackingAlarms": (
         ["cloudwatch:DeleteAlarms", "cloudwatch:PutMetricAlarm"],
         [
