@@ -65,7 +65,8 @@ def model_package_arns(arns: Arns, settings: Settings) -> tuple[str, str]:
 def deployment_permissions(
     arns: Arns, settings: Settings, *, stack: Stack, sagemaker_role_arn: str, topic_arn: str
 ) -> list[Permission]:
-    """Exactly what the deployment's states call."""
+    """Exactly what the deployment's states call (ListTags beside AddTags on what each call creates, as AWS's
+    generated policies for these integrations grant)."""
     _, versions = model_package_arns(arns, settings)
     models = arns.named("model", "model")
     endpoint_configs = arns.named("endpoint-config", "config")
@@ -75,17 +76,20 @@ def deployment_permissions(
             "FindApprovedModelPackages", ["sagemaker:ListModelPackages"], ["*"], wildcard="NoResourceLevelPermissions"
         ),
         Permission(
-            "CreateModels", ["sagemaker:CreateModel", "sagemaker:AddTags"], [models], wildcard="ExecutionNamedJobs"
+            "CreateModels",
+            ["sagemaker:CreateModel", "sagemaker:AddTags", "sagemaker:ListTags"],
+            [models],
+            wildcard="ExecutionNamedJobs",
         ),
         Permission(
             "CreateEndpointConfigs",
-            ["sagemaker:CreateEndpointConfig", "sagemaker:AddTags"],
+            ["sagemaker:CreateEndpointConfig", "sagemaker:AddTags", "sagemaker:ListTags"],
             [endpoint_configs],
             wildcard="ExecutionNamedJobs",
         ),
         Permission(
             "DeployEndpoint",
-            ["sagemaker:CreateEndpoint", "sagemaker:UpdateEndpoint", "sagemaker:AddTags"],
+            ["sagemaker:CreateEndpoint", "sagemaker:UpdateEndpoint", "sagemaker:AddTags", "sagemaker:ListTags"],
             [arns.endpoint, endpoint_configs],
             wildcard="ExecutionNamedJobs",
         ),

@@ -1,14 +1,12 @@
 """The synthesized deployment state machine, executed in moto: registered package -> blue/green endpoint.
 
-Runs the deployed definition as is. At the boundary: moto lacks UpdateEndpoint (the shim of test_cdk_state_machine
-adds it) and names the Application Auto Scaling client ``applicationautoscaling`` as Step Functions does, which boto3
-calls ``application-autoscaling`` (one mapping added). Every request any state sends is checked against botocore's
-service model (:mod:`tests.aws_request_checks`).
+Runs the deployed definition as is, with test_cdk_state_machine's shims (UpdateEndpoint, which moto lacks; the AWS
+SDK integration's member casing) and :func:`install_moto_boundary`'s. Every request any Task state sends is checked
+against botocore's service model (:mod:`tests.aws_requests`).
 """
 
 from __future__ import annotations
 
-import copy
 import json
 import time
 import uuid
@@ -21,7 +19,6 @@ import pytest
 from moto import mock_aws
 from moto.events.models import EventPattern
 from moto.sagemaker.models import SageMakerModelBackend
-from moto.stepfunctions.models import StateMachine
 from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service import (
     StateTaskService,
 )
@@ -30,7 +27,7 @@ from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state
 )
 
 from stacks.pipeline import deploy as d
-from tests.aws_request_checks import RequestRecorder
+from tests.aws_requests import operation_of
 from tests.test_cdk_state_machine import (
     ACCOUNT,
     BUCKET,
@@ -39,7 +36,10 @@ from tests.test_cdk_state_machine import (
     TOPIC_ARN,
     TOPIC_NAME,
     EndpointBehaviour,
+    TaskRequest,
     existing_endpoint,
+    install_step_functions_shims,
+    record_requests,
 )
 from tests.test_cdk_support import REGION, Synthesized, synthesized
 
@@ -101,17 +101,6 @@ def install_moto_boundary(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(StateTaskServiceSfn, "_normalise_parameters", to_boto)
     monkeypatch.setattr(StateTaskServiceSfn, "_normalise_response", to_sfn)
 
-    # moto deep-copies a state machine at each StartExecution, with its backend and its executions, whose locks do
-    # not copy once one has run (a second run, or a child started by a running parent): share those two.
-    def copy_but_the_backend(self: StateMachine, memo: dict[int, Any]) -> StateMachine:
-        clone = StateMachine.__new__(StateMachine)
-        memo[id(self)] = clone
-        for key, value in self.__dict__.items():
-            setattr(clone, key, value if key in ("backend", "executions") else copy.deepcopy(value, memo))
-        return clone
-
-    monkeypatch.setattr(StateMachine, "__deepcopy__", copy_but_the_backend, raising=False)
-
     # UpdateModelPackage without CustomerMetadataProperties keeps them on AWS; moto drops them.
     update_model_package = SageMakerModelBackend.update_model_package
 
@@ -158,7 +147,7 @@ class Lifecycle:
     sfn: Any
     sagemaker: Any
     autoscaling: Any
-    recorder: RequestRecorder
+    sent: list[TaskRequest]  # every request any Task state sent (tests/test_cdk_state_machine.record_requests)
     queue_url: str
     arn: str
 
@@ -175,7 +164,13 @@ class Lifecycle:
             CustomerMetadataProperties={"approval": approval},
         )["ModelPackageArn"]
 
+    def of(self, operation: str) -> list[dict[str, Any]]:
+        """The Parameters each Task state calling ``operation`` sent, in order, as the state rendered them."""
+        return [r.parameters for r in self.sent if operation_of(r.resource)[1] == operation]
+
     def run(self, execution_input: dict[str, Any], timeout: float = 60) -> Execution:
+        """Start an execution and wait for it to end; every request it sent must be valid for AWS."""
+        first_request = len(self.sent)
         arn = self.sfn.start_execution(
             stateMachineArn=self.arn, name=str(uuid.uuid4()), input=json.dumps(execution_input)
         )["executionArn"]
@@ -185,6 +180,8 @@ class Lifecycle:
             time.sleep(0.05)
         events = self.sfn.get_execution_history(executionArn=arn, maxResults=1000)["events"]
         output = described.get("output")
+        invalid = [error for request in self.sent[first_request:] for error in request.errors()]
+        assert not invalid, "the deployment sent requests AWS would refuse:\n" + "\n".join(invalid)
         return Execution(
             status=described["status"],
             output=json.loads(output) if output else None,
@@ -211,7 +208,9 @@ class Lifecycle:
         return self.autoscaling.describe_scalable_targets(ServiceNamespace="sagemaker")["ScalableTargets"]
 
 
-def create_lifecycle(synth: Synthesized, monkeypatch: pytest.MonkeyPatch, recorder: RequestRecorder) -> Lifecycle:
+def create_lifecycle(
+    synth: Synthesized, monkeypatch: pytest.MonkeyPatch, sent: list[TaskRequest] | None = None
+) -> Lifecycle:
     """Inside mock_aws: the group, the topic with a queue subscribed, the deployment state machine."""
     install_moto_boundary(monkeypatch)
     sagemaker = boto3.client("sagemaker", region_name=REGION)
@@ -231,7 +230,7 @@ def create_lifecycle(synth: Synthesized, monkeypatch: pytest.MonkeyPatch, record
         sfn=sfn,
         sagemaker=sagemaker,
         autoscaling=boto3.client("application-autoscaling", region_name=REGION),
-        recorder=recorder,
+        sent=sent if sent is not None else [],
         queue_url=queue_url,
         arn=arn,
     )
@@ -241,14 +240,14 @@ def create_lifecycle(synth: Synthesized, monkeypatch: pytest.MonkeyPatch, record
 def lifecycle(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     """A factory: ``endpoint`` how endpoints behave, ``context`` cdk.json overrides at synth."""
     with mock_aws(config={"stepfunctions": {"execute_state_machine": True}}):
-        recorder = RequestRecorder().install(monkeypatch)
 
         def factory(*, endpoint: EndpointBehaviour | None = None, context: dict[str, Any] | None = None) -> Lifecycle:
             (endpoint or EndpointBehaviour()).install(monkeypatch)
-            return create_lifecycle(synthesized(**(context or {})), monkeypatch, recorder)
+            sent = record_requests(monkeypatch)
+            install_step_functions_shims(monkeypatch)
+            return create_lifecycle(synthesized(**(context or {})), monkeypatch, sent)
 
         yield factory
-        assert recorder.invalid() == []
 
 
 # --- scenarios -----------------------------------------------------------------------------------------------
@@ -263,13 +262,13 @@ def test_a_version_deploys_to_a_new_endpoint_from_its_package(lifecycle: Any) ->
 
     assert run.status == "SUCCEEDED", (run.error, run.cause, run.states)
     assert run.entered(d.USE_PACKAGE_VERSION) and run.entered(d.CREATE_ENDPOINT)
-    (model_request,) = life.recorder.of("CreateModel")
+    (model_request,) = life.of("CreateModel")
     assert model_request["PrimaryContainer"] == {"ModelPackageName": arn}
     config = life.endpoint_config()
     assert config["ProductionVariants"][0]["ModelName"] == model_request["ModelName"]
     assert config["ProductionVariants"][0]["InitialInstanceCount"] == 1
     assert config["ProductionVariants"][0]["InstanceType"] == "ml.t2.medium"
-    assert "DataCaptureConfig" not in life.recorder.of("CreateEndpointConfig")[0]  # capture is opt-in
+    assert "DataCaptureConfig" not in life.of("CreateEndpointConfig")[0]  # capture is opt-in
     assert life.scalable_targets() == [] and not run.entered(d.REGISTER_SCALABLE_TARGET)
     assert run.output["modelPackageVersion"] == 2 and run.output["modelPackageArn"] == arn
     assert run.output["endpointUpdated"] is False
@@ -287,7 +286,7 @@ def test_an_update_is_blue_green_with_baking_and_rollback_alarms(lifecycle: Any)
     assert run.status == "SUCCEEDED", (run.error, run.cause, run.states)
     assert run.entered(d.FIND_LATEST_APPROVED) and run.entered(d.UPDATE_ENDPOINT)
     assert not run.entered(d.PAUSE_AUTOSCALING)  # nothing registered to pause
-    (update,) = life.recorder.of("UpdateEndpoint")
+    (update,) = life.of("UpdateEndpoint")
     assert update["DeploymentConfig"] == {
         "BlueGreenUpdatePolicy": {
             "TrafficRoutingConfiguration": {"Type": "ALL_AT_ONCE", "WaitIntervalInSeconds": 600},
@@ -309,7 +308,7 @@ def test_bake_minutes_sets_the_baking_period(lifecycle: Any) -> None:
     run = life.run(FAST)
 
     assert run.status == "SUCCEEDED", (run.error, run.cause)
-    policy = life.recorder.of("UpdateEndpoint")[0]["DeploymentConfig"]["BlueGreenUpdatePolicy"]
+    policy = life.of("UpdateEndpoint")[0]["DeploymentConfig"]["BlueGreenUpdatePolicy"]
     assert policy["TrafficRoutingConfiguration"]["WaitIntervalInSeconds"] == 1800
     assert policy["MaximumExecutionTimeoutInSeconds"] == 1800 + d.PROVISIONING_SECONDS
 
@@ -385,7 +384,7 @@ def test_capture_is_configured_only_when_asked(lifecycle: Any) -> None:
 
     assert run.status == "SUCCEEDED", (run.error, run.cause)
     assert run.entered(d.CREATE_ENDPOINT_CONFIG_WITH_CAPTURE) and not run.entered(d.CREATE_ENDPOINT_CONFIG)
-    (request,) = life.recorder.of("CreateEndpointConfig")
+    (request,) = life.of("CreateEndpointConfig")
     assert request["DataCaptureConfig"] == {
         "EnableCapture": True,
         "InitialSamplingPercentage": 25,
@@ -420,7 +419,7 @@ def test_manual_approval_deploys_once_a_person_approves(lifecycle: Any) -> None:
     run = life.run({**FAST, "modelPackageArn": arn})
 
     assert run.status == "SUCCEEDED", (run.error, run.cause, run.states)
-    assert life.recorder.of("CreateModel")[-1]["PrimaryContainer"] == {"ModelPackageName": arn}
+    assert life.of("CreateModel")[-1]["PrimaryContainer"] == {"ModelPackageName": arn}
     assert life.sagemaker.describe_endpoint(EndpointName=ENDPOINT)["EndpointStatus"] == "InService"
 
 

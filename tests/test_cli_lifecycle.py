@@ -49,8 +49,9 @@ def test_deploy_version_runs_the_deployment_and_waits(lifecycle: Any, monkeypatc
 
     assert args.func(args) == 0
 
-    assert life.recorder.of("CreateModel")[-1]["PrimaryContainer"] == {"ModelPackageName": arn}
-    (started,) = [p for p in life.recorder.of("StartExecution") if p["stateMachineArn"] == DEPLOY_ARN]
+    assert life.of("CreateModel")[-1]["PrimaryContainer"] == {"ModelPackageName": arn}
+    (execution,) = life.sfn.list_executions(stateMachineArn=DEPLOY_ARN)["executions"]
+    started = life.sfn.describe_execution(executionArn=execution["executionArn"])
     assert json.loads(started["input"]) == {"modelPackageVersion": 2, "endpointPollSeconds": 0}
 
 

@@ -40,7 +40,7 @@ from stacks.pipeline.asl import (
     sdk_task,
     task,
 )
-from stacks.pipeline.requests import EXECUTION_TAG, VARIANT_NAME
+from stacks.pipeline.requests import RUN_ID_PATH, RUN_TAG, VARIANT_NAME
 from stacks.storage import CAPTURE_PREFIX
 
 MODEL_PACKAGE_ARN_PREFIX = "${ModelPackageArnPrefix}"
@@ -159,7 +159,7 @@ class DeploySpec:
 
 
 def _tags() -> list[dict[str, str]]:
-    return [{"Key": EXECUTION_TAG, "Value.$": "$.run.id"}]
+    return [{"Key": RUN_TAG, "Value.$": RUN_ID_PATH}]
 
 
 def settings_states(spec: DeploySpec) -> dict[str, State]:
@@ -621,7 +621,8 @@ def notify_states(spec: DeploySpec) -> dict[str, State]:
             catch=CHECK_NOTIFY_FAILURE,
             next_state=SUCCEEDED,
         ),
-        SUCCEEDED: {"Type": "Succeed", "OutputPath": "$.summary"},
+        # A Pass state ends with the summary as output (cfn-lint refuses OutputPath on Succeed).
+        SUCCEEDED: {"Type": "Pass", "OutputPath": "$.summary", "End": True},
         # Invalid settings fail before $.config.notify is known to be a boolean: notify then.
         CHECK_NOTIFY_FAILURE: {
             "Type": "Choice",

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from stacks.permissions import Arns, Permission
+from stacks.pipeline.definition import MAP_LABEL
 from stacks.storage import (
     CAPTURE_PREFIX,
     CHANNEL_PREFIXES,
@@ -113,6 +114,7 @@ def state_machine_permissions(
             [arns.executions("/")],
             wildcard="MapChildExecutions",
         ),
+        Permission("CountCopiedImages", ["states:DescribeMapRun"], [arns.map_runs(MAP_LABEL)], wildcard="MapRuns"),
         # Tune and Train (.sync)
         Permission(
             "RunTuningJobs",
@@ -150,10 +152,15 @@ def state_machine_permissions(
             [sagemaker_role_arn],
             conditions={"StringEquals": {"iam:PassedToService": SAGEMAKER_SERVICE}},
         ),
-        # RegisterModel, RecordApproval, StartDeployment (.sync:2)
+        # RegisterModel, RecordApproval, StartDeployment (.sync:2). ListTags beside AddTags, as for the jobs.
         Permission(
             "RegisterModels",
-            ["sagemaker:CreateModelPackage", "sagemaker:UpdateModelPackage", "sagemaker:AddTags"],
+            [
+                "sagemaker:CreateModelPackage",
+                "sagemaker:UpdateModelPackage",
+                "sagemaker:AddTags",
+                "sagemaker:ListTags",
+            ],
             [model_package_group_arn, model_versions_arn],
             wildcard="ModelVersions",
         ),

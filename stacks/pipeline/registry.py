@@ -105,7 +105,7 @@ def model_package(group: str, ctx: requests.RequestContext) -> dict[str, Any]:
             "dataManifest": f"s3://{DATA_BUCKET}/{MANIFEST_KEY}",
             "trainingReport.$": archive,
         },
-        "Tags": [{"Key": requests.EXECUTION_TAG, "Value.$": "$.run.id"}],
+        "Tags": [{"Key": requests.RUN_TAG, "Value.$": requests.RUN_ID_PATH}],
     }
 
 

@@ -23,7 +23,10 @@ INFERENCE_PROGRAM = "endpoint_inference.py"
 MODEL_CODE_DIR = "/opt/ml/model/code"
 CHECKPOINT_LOCAL_PATH = "/opt/ml/checkpoints"
 VARIANT_NAME = "AllTraffic"
-EXECUTION_TAG = "bincount:execution"
+# Every created resource is tagged with this execution's run id (the 12 hex digits in its name): an execution's own
+# name may hold characters SageMaker's tag values refuse ("retrain(2)"), its run id never does.
+RUN_TAG = "bincount:run"
+RUN_ID_PATH = "$.run.id"
 VOLUME_SIZE_GB = 30
 TUNING_CHANNELS: tuple[str, ...] = ("train", "valid")
 # The extraction job reads the photos of these channels; trials then read only FEATURES_CHANNEL, the final job
@@ -33,6 +36,7 @@ FEATURES_CHANNEL = "features"
 CACHED_TRAINING_PHOTO_CHANNELS: tuple[str, ...] = ("test",)
 # Where a job's channels come from (ChooseFeatureCache writes them): JSONPaths into the execution's JSON.
 TUNING_CHANNELS_PATH = "$.channels.tuning"
+STATIC_HYPERPARAMETERS_PATH = "$.run.staticHyperParameters"
 TRAINING_CHANNELS_PATH = "$.channels.training"
 FEATURES_ARTIFACT_PATH = "$.features.ModelArtifacts.S3ModelArtifacts"
 
@@ -74,7 +78,7 @@ def _as_string(path: str) -> str:
 
 
 def _tags() -> list[dict[str, str]]:
-    return [{"Key": EXECUTION_TAG, "Value.$": "$$.Execution.Id"}]
+    return [{"Key": RUN_TAG, "Value.$": RUN_ID_PATH}]
 
 
 def _channel(name: str, *, uri_path: str | None = None) -> dict[str, Any]:
@@ -115,7 +119,10 @@ def _resources(instance_type_path: str) -> dict[str, Any]:
 
 
 def static_hyperparameters(ctx: RequestContext) -> dict[str, str]:
-    """Hyperparameters every trial gets; the final job gets these merged with the tuned ones."""
+    """Hyperparameters every trial gets; the final job gets these merged with the tuned ones.
+
+    NameJobs renders them once into :data:`STATIC_HYPERPARAMETERS_PATH`, which Tune sends and PickBest merges.
+    """
     return {
         "epochs.$": _as_string("$.config.epochs"),
         "batch-size.$": _as_string("$.config.batchSize"),
@@ -158,7 +165,7 @@ def tuning_job(ctx: RequestContext) -> dict[str, Any]:
         "TrainingJobDefinition": {
             "AlgorithmSpecification": _algorithm("$.config.tuningImage"),
             "RoleArn": SAGEMAKER_ROLE_ARN,
-            "StaticHyperParameters": static_hyperparameters(ctx),
+            "StaticHyperParameters.$": STATIC_HYPERPARAMETERS_PATH,
             "InputDataConfig.$": TUNING_CHANNELS_PATH,
             "OutputDataConfig": {"S3OutputPath": s3_url(f"{JOBS_PREFIX}tuning/")},
             "ResourceConfig": _resources("$.config.tuningInstanceType"),
