@@ -49,10 +49,14 @@ class Synthesized:
         return found[0]
 
     def state_machine(self, construct: str = "Pipeline") -> dict[str, Any]:
-        """The state machine of a construct: the training ``Pipeline`` (default) or ``BatchCounting``."""
-        found = [v for k, v in self.resources("AWS::StepFunctions::StateMachine").items() if k.startswith(construct)]
-        assert len(found) == 1, f"expected one state machine under {construct}, found {len(found)}"
-        return found[0]
+        """A state machine by its construct's id: the training pipeline (``Pipeline``), the deployment
+        (``Lifecycle``) or the batch (``BatchCounting``)."""
+        (found,) = [
+            r
+            for logical_id, r in self.resources("AWS::StepFunctions::StateMachine").items()
+            if logical_id.startswith(construct)
+        ]
+        return found
 
 
 def cdk_context() -> dict[str, Any]:
