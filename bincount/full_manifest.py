@@ -126,9 +126,7 @@ def scan_metadata(ids: Iterable[str], read: Callable[[str], bytes], *, workers: 
     return scan
 
 
-def full_manifest(
-    ids_by_count: Mapping[int, Iterable[str]], subset: Mapping[int, Iterable[str]]
-) -> list[ManifestEntry]:
+def full_entries(ids_by_count: Mapping[int, Iterable[str]], subset: Mapping[int, Iterable[str]]) -> list[ManifestEntry]:
     """The full manifest: subset images keep the subset's split, the others are dealt 8/1/1 by the seeded hash.
 
     An id whose metadata count differs from the subset's keeps its subset split under the metadata's count.
@@ -202,7 +200,7 @@ def build(
         return source_s3.get_object(Bucket=source_bucket, Key=f"{METADATA_PREFIX}{image_id}.json")["Body"].read()
 
     scan = scan_metadata(ids, read, workers=workers)
-    entries = full_manifest({c: v for c, v in scan.ids_by_count.items() if v}, subset)
+    entries = full_entries({c: v for c, v in scan.ids_by_count.items() if v}, subset)
     copy_failed: list[str] = []
     if copy:
 

@@ -17,7 +17,7 @@ from bincount.full_manifest import (
     FULL_MANIFEST_KEY,
     MalformedMetadata,
     build,
-    full_manifest as merge_split,
+    full_entries,
     metadata_ids,
     parse_quantity,
     scan_metadata,
@@ -80,7 +80,7 @@ def test_all_515_sample_metadata_keep_the_subsets_labels_and_split() -> None:
     scan = scan_metadata(docs, docs.__getitem__, workers=16)
     assert (scan.read, scan.kept, scan.malformed, scan.failed) == (515, 292, [], [])
     subset = load_file_list()
-    entries = merge_split(scan.ids_by_count, subset)
+    entries = full_entries(scan.ids_by_count, subset)
     by_subset = {e.id: e for e in build_manifest(subset)}
     assert all(by_subset[e.id].count == e.count and by_subset[e.id].split == e.split for e in entries)
 
@@ -93,7 +93,7 @@ def synthetic_full(extra_per_count: int) -> dict[int, list[str]]:
 
 def test_full_split_keeps_every_subset_image_and_stays_stratified() -> None:
     subset = load_file_list()
-    entries = merge_split(synthetic_full(5000), subset)
+    entries = full_entries(synthetic_full(5000), subset)
     subset_split = {e.id: e.split for e in build_manifest(subset)}
     assert all(e.split == subset_split[e.id] for e in entries if e.id in subset_split)
     table = split_counts(entries)
@@ -106,7 +106,7 @@ def test_full_split_keeps_every_subset_image_and_stays_stratified() -> None:
 @pytest.mark.parametrize("per_class", [50, 400, 1200])
 def test_a_growing_subset_keeps_its_images_splits_in_the_full_manifest(per_class: int) -> None:
     subset = load_file_list()
-    full = {e.id: e.split for e in merge_split(synthetic_full(2000), subset)}
+    full = {e.id: e.split for e in full_entries(synthetic_full(2000), subset)}
     small = build_manifest(subset, max_per_class=per_class)
     assert all(full[e.id] == e.split for e in small)
     assert Counter(e.split for e in small)["train"] >= 0.79 * len(small)

@@ -53,9 +53,7 @@ def run_hosts(channels: dict[str, Path], tmp: Path, distribution: str) -> tuple[
             "SM_INPUT_DATA_CONFIG": json.dumps(config),
         }
         own = {c: per_host[c][name] for c in ("train", "valid")}
-        return run_job(
-            "extract_features.py", own, tmp / name, {**HP, "features-output": str(shared)}, extra_env=env
-        )
+        return run_job("extract_features.py", own, tmp / name, {**HP, "features-output": str(shared)}, extra_env=env)
 
     with ThreadPoolExecutor(2) as pool:
         jobs = list(pool.map(host, HOSTS))
