@@ -29,6 +29,7 @@ from moto.sagemaker.responses import SageMakerResponse
 from bincount.manifest import SOURCE_BUCKET, build_manifest, load_file_list
 from bincount.metrics import IMAGES_PER_SECOND, RULE_NAMES, TEST_ACCURACY, TUNING_OBJECTIVE
 from stacks.pipeline import definition as d
+from stacks.pipeline import scale
 from stacks.pipeline.asl import to_json
 from stacks.pipeline.requests import DEBUGGER_RULES
 from stacks.storage import MANIFEST_KEY
@@ -127,6 +128,18 @@ def features_describe() -> dict[str, Any]:
     }
 
 
+def manifest_describe() -> dict[str, Any]:
+    """DescribeTrainingJob of a completed BuildFullManifest job (dataset: full)."""
+    return {
+        "TrainingJobName": "bincount-manifest-recorded",
+        "TrainingJobArn": f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:training-job/bincount-manifest-recorded",
+        "TrainingJobStatus": "Completed",
+        "SecondaryStatus": "Completed",
+        "HyperParameters": {"sagemaker_program": "build_manifest.py", "bucket": BUCKET},
+        "BillableTimeInSeconds": 2170,
+    }
+
+
 def training_describe(test_accuracy: float, rule_issues: tuple[str, ...] = ()) -> dict[str, Any]:
     """DescribeTrainingJob of a completed final job whose test accuracy was ``test_accuracy`` and whose in-process
     rules ``rule_issues`` found issues (their last ``rule:<Name>`` metric is 1, the others' 0)."""
@@ -183,6 +196,8 @@ def moto_definition(synth: Synthesized, *, test_accuracy: float, rule_issues: tu
         d.EXTRACT_FEATURES: features_describe(),
         d.TUNE: tuning_describe(),
         d.TRAIN: training_describe(test_accuracy, rule_issues),
+        scale.EXTRACT_FEATURES_SHARDED: features_describe(),
+        scale.BUILD_FULL_MANIFEST: manifest_describe(),
     }
     sync_states = [name for name, state in asl["States"].items() if state.get("Resource", "").endswith(".sync")]
     assert sorted(sync_states) == sorted(recorded)

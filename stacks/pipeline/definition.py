@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bincount.metrics import RULE_PREFIX, TEST_ACCURACY
-from stacks.pipeline import requests
+from stacks.pipeline import requests, scale
 from stacks.pipeline.asl import (
     ANY_ERROR,
     DATA_BUCKET,
@@ -140,6 +140,8 @@ _NUMERIC_SETTINGS: tuple[str, ...] = (
     "maxWaitSeconds",
     "endpointPollSeconds",
     "endpointMaxPolls",
+    "extractionInstanceCount",
+    "trainingInstanceCount",
 )
 _STRING_SETTINGS: tuple[str, ...] = (
     "tuningInstanceType",
@@ -148,6 +150,7 @@ _STRING_SETTINGS: tuple[str, ...] = (
     "tuningImage",
     "trainingImage",
     "inferenceImage",
+    "dataset",
 )
 _BOOLEAN_SETTINGS: tuple[str, ...] = ("useSpot", "featureCache", "stopOnTrainingIssues")
 _RANGES: tuple[tuple[str, str], ...] = (("lrMin", "lrMax"), ("epsMin", "epsMax"), ("weightDecayMin", "weightDecayMax"))
@@ -192,6 +195,7 @@ def settings_states(spec: PipelineSpec) -> dict[str, State]:
     ] + [
         {"Variable": "$.config.tuningMaxParallelJobs", "NumericGreaterThanPath": "$.config.tuningMaxJobs"},
         {"Variable": "$.config.maxWaitSeconds", "NumericLessThanPath": "$.config.maxRuntimeSeconds"},
+        *scale.invalid_scale_rules(),
     ]
     prefix = spec.name_prefix
     return {
@@ -215,8 +219,9 @@ def settings_states(spec: PipelineSpec) -> dict[str, State]:
             INVALID_SETTINGS_ERROR,
             "The execution input has an invalid setting: numbers must be numbers, useSpot, featureCache and "
             "stopOnTrainingIssues true or false, instance "
-            "types and images strings, every ...Min below its ...Max, tuningMaxParallelJobs <= tuningMaxJobs and "
-            "maxWaitSeconds >= maxRuntimeSeconds. Settings after applying defaults: {}",
+            "types and images strings, every ...Min below its ...Max, tuningMaxParallelJobs <= tuningMaxJobs, "
+            "maxWaitSeconds >= maxRuntimeSeconds, dataset subset or full and the instance counts "
+            f"from 1 to {scale.MAX_INSTANCE_COUNT}. Settings after applying defaults: {{}}",
             "States.JsonToString($.config)",
             next_state=NOTIFY_FAILURE,
         ),
@@ -242,7 +247,7 @@ def settings_states(spec: PipelineSpec) -> dict[str, State]:
             "Default": USE_ON_DEMAND,
         },
         USE_SPOT: pass_state(
-            PREPARE_DATASET,
+            scale.CHOOSE_DATASET,
             parameters={
                 "spot": True,
                 "stoppingCondition": {
@@ -253,7 +258,7 @@ def settings_states(spec: PipelineSpec) -> dict[str, State]:
             result_path="$.capacity",
         ),
         USE_ON_DEMAND: pass_state(
-            PREPARE_DATASET,
+            scale.CHOOSE_DATASET,
             parameters={"spot": False, "stoppingCondition": {"MaxRuntimeInSeconds.$": "$.config.maxRuntimeSeconds"}},
             result_path="$.capacity",
         ),
@@ -331,9 +336,13 @@ def feature_cache_states(spec: PipelineSpec) -> dict[str, State]:
     return {
         CHOOSE_FEATURE_CACHE: {
             "Type": "Choice",
-            "Choices": [{"Variable": "$.config.featureCache", "BooleanEquals": True, "Next": EXTRACT_FEATURES}],
+            "Choices": [
+                *scale.feature_cache_rules(),
+                {"Variable": "$.config.featureCache", "BooleanEquals": True, "Next": EXTRACT_FEATURES},
+            ],
             "Default": USE_PHOTO_CHANNELS,
         },
+        **scale.feature_states(tune=TUNE, failure=NOTIFY_FAILURE, ctx=spec.request_context),
         EXTRACT_FEATURES: sagemaker_task(
             "createTrainingJob.sync",
             requests.feature_extraction_job(spec.request_context),
@@ -725,6 +734,13 @@ def pipeline_definition(spec: PipelineSpec) -> dict[str, Any]:
     states: dict[str, State] = {}
     for part in (
         settings_states(spec),
+        scale.dataset_states(
+            prepare_subset=PREPARE_DATASET,
+            after=CHOOSE_FEATURE_CACHE,
+            failure=NOTIFY_FAILURE,
+            ctx=spec.request_context,
+            name_prefix=spec.name_prefix,
+        ),
         {PREPARE_DATASET: prepare_dataset_state(spec)},
         feature_cache_states(spec),
         training_states(spec),
