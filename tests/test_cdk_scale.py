@@ -12,6 +12,7 @@ from botocore.validate import ParamValidator
 
 from stacks.pipeline import definition as d
 from stacks.pipeline import scale
+from stacks.settings import SettingsError, load_settings
 from tests.test_cdk_state_machine import BUCKET, FEATURES_DATA, channels
 from tests.test_cdk_state_machine import deploy as deploy  # the fixture, shared
 
@@ -160,3 +161,18 @@ def test_bad_scale_settings_fail_before_any_job(deploy: Any, override: dict[str,
 
     assert run.status == "FAILED" and run.error == d.INVALID_SETTINGS_ERROR
     assert not run.entered(scale.CHOOSE_DATASET) and pipeline.training_jobs() == {}
+
+
+@pytest.mark.parametrize(
+    ("key", "raw"),
+    [("dataset", "huge"), ("extractionInstanceCount", 0), ("trainingInstanceCount", "many"), ("dataset", 3)],
+)
+def test_bad_scale_settings_fail_the_synth_naming_the_key(key: str, raw: Any) -> None:
+    with pytest.raises(SettingsError, match=f"setting '{key}'"):
+        load_settings({key: raw}.get, {})
+
+
+def test_scale_settings_parse_from_the_command_line() -> None:
+    settings = load_settings({"dataset": "full", "extractionInstanceCount": "4", "trainingInstanceCount": 2}.get, {})
+    assert (settings.dataset, settings.extraction_instance_count, settings.training_instance_count) == ("full", 4, 2)
+    assert {"dataset", "extractionInstanceCount", "trainingInstanceCount"} <= set(settings.runtime_values())

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from bincount.full_manifest import FULL_MANIFEST_KEY, FULL_PREFIX, MANIFEST_INSTANCE_TYPE
+from stacks.permissions import Arns, Permission
 from stacks.pipeline import requests
 from stacks.pipeline.asl import (
     ANY_ERROR,
@@ -197,3 +198,53 @@ def feature_states(*, tune: str, failure: str, ctx: requests.RequestContext) -> 
         ),
         USE_FULL_PHOTO_CHANNELS: pass_state(tune, parameters=full_photos, result_path="$.channels"),
     }
+
+
+# --- IAM -----------------------------------------------------------------------------------------------------------
+def execution_permissions(*, bucket_arn: str, public_bucket_arn: str) -> list[Permission]:
+    """What the SageMaker role needs for the full dataset: the manifest job lists and reads the public metadata,
+    copies the photos (reads them, writes full/), and the jobs read full/ channels."""
+    return [
+        Permission(
+            "ListPublicMetadata",
+            ["s3:ListBucket"],
+            [public_bucket_arn],
+            conditions={"StringLike": {"s3:prefix": ["metadata/*"]}},
+        ),
+        Permission(
+            "ReadPublicDataset",
+            ["s3:GetObject"],
+            [f"{public_bucket_arn}/metadata/*", f"{public_bucket_arn}/bin-images/*"],
+            wildcard="FullDataset",
+        ),
+        Permission(
+            "ReadWriteFullDataset",
+            ["s3:GetObject", "s3:PutObject"],
+            [f"{bucket_arn}/{FULL_PREFIX}*"],
+            wildcard="FullDataset",
+        ),
+    ]
+
+
+def state_machine_permissions(arns: Arns, *, bucket_arn: str) -> list[Permission]:
+    """CheckFullManifest's listing and BuildFullManifest's job (<prefix>-manifest-<run id>)."""
+    return [
+        Permission(
+            "CheckFullManifest",
+            ["s3:ListBucket"],
+            [bucket_arn],
+            conditions={"StringLike": {"s3:prefix": [FULL_MANIFEST_KEY]}},
+        ),
+        Permission(
+            "RunManifestJob",
+            [
+                "sagemaker:CreateTrainingJob",
+                "sagemaker:DescribeTrainingJob",
+                "sagemaker:StopTrainingJob",
+                "sagemaker:AddTags",
+                "sagemaker:ListTags",
+            ],
+            [arns.named("training-job", "manifest")],
+            wildcard="ExecutionNamedJobs",
+        ),
+    ]
