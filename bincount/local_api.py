@@ -37,20 +37,22 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from bincount.http_server import BackgroundServer
+from bincount.media import API_BINARY_MEDIA_TYPES
 
 log = logging.getLogger(__name__)
 
 LAMBDA_DIR = Path(__file__).resolve().parent.parent / "lambda"
 LAMBDA_HANDLER = "api.handler"
-BINARY_MEDIA_TYPES: tuple[str, ...] = ("*/*",)
-"""What the stack sets on the REST API: every body reaches the function base64-encoded."""
+BINARY_MEDIA_TYPES: tuple[str, ...] = API_BINARY_MEDIA_TYPES
+"""What the stack sets on the REST API (one definition, in bincount.media): image bodies reach the function
+base64-encoded, any other as text."""
 MAX_EVENT_BYTES = 6 * 1024 * 1024
 """Lambda's synchronous request limit; the event (base64 body included) must fit."""
 MAX_BODY_BYTES = 10 * 1024 * 1024
 """API Gateway's payload limit."""
 MAX_CONCURRENCY = 8
 """Requests running the handler at once. The endpoint behind it has one worker (about 6 inferences a second on
-two cores), so more in flight would only queue there, where the Lambda's 10 s read timeout (and its retry) apply;
+two cores), so more in flight would only queue there, where the Lambda's 6 s read timeout (and its retry) apply;
 they wait here instead, within :data:`QUEUE_TIMEOUT_S`."""
 QUEUE_TIMEOUT_S = 10.0
 """How long a request beyond :data:`MAX_CONCURRENCY` waits for a slot before it is answered 429."""

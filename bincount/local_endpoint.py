@@ -172,6 +172,7 @@ class ServedModel:
     ) -> None:
         self.model_dir = str(Path(model_dir).resolve())
         self.name = name
+        self.output: list[str] = []  # the server's last lines of output (its log)
         self.process = subprocess.Popen(
             self.command(self.model_dir, workers=workers),
             stdout=subprocess.PIPE,
@@ -189,7 +190,7 @@ class ServedModel:
 
     def _wait_ready(self, startup_seconds: float) -> str:
         assert self.process.stdout is not None
-        lines: list[str] = []
+        lines = self.output
         url = None
         deadline = time.monotonic() + startup_seconds
         for line in self.process.stdout:  # ends when the process exits

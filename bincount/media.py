@@ -15,6 +15,9 @@ CONTENT_TYPES: tuple[str, ...] = (JPEG, PNG, X_IMAGE)
 """What the endpoint accepts (DESIGN.md §4); ``application/x-image`` means "JPEG or PNG, look at the bytes"."""
 API_CONTENT_TYPES: tuple[str, ...] = (JPEG, PNG)
 """What the API accepts (DESIGN.md §5)."""
+API_BINARY_MEDIA_TYPES: tuple[str, ...] = (JPEG, PNG, X_IMAGE)
+"""The REST API's binary media types: bodies of these types reach the Lambda base64-encoded, any other as text. The
+stack sets them on the API and the local API applies them, so the Lambda sees the same events in both."""
 
 # Magic bytes of the formats we decode -> (Pillow format name, content type).
 SIGNATURES: dict[bytes, tuple[str, str]] = {

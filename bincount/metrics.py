@@ -39,16 +39,20 @@ METRIC_NAMES: tuple[str, ...] = (
 )
 TUNING_OBJECTIVE = VALID_LOSS
 
-_NUMBER = r"([-+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?)"
+# The value as format_metric writes it (1.4525, 12, 3.5e-07, 1e+06), in the plainest regex dialect: character
+# classes and repetition only, no lookaround and no non-capturing groups, which SageMaker does not document.
+_NUMBER = r"([-+]?[0-9]*[.]?[0-9]+[eE]?[-+]?[0-9]*)"
 
 
 def metric_regex(name: str) -> str:
-    """The regex (one capture group: the value) that reads ``name=value`` from a log line.
+    """The regex that reads ``name=value`` from a log line; its one capture group is the value.
 
-    The name starts the line or follows a character that cannot be part of a name, so ``valid:loss`` never matches
-    inside ``xvalid:loss`` (a plain pattern: SageMaker's regex dialect is not documented to support lookbehinds).
+    ``\b`` before the name (which starts with a letter) keeps ``valid:loss`` from matching inside ``xvalid:loss``;
+    no metric name ends another after a ``:`` (``tests/test_metrics.py`` makes sure), so ``\b`` is enough.
     """
-    return rf"(?:^|[^\w:]){re.escape(name)}={_NUMBER}"
+    if not name[:1].isalpha():
+        raise ValueError(f"metric names start with a letter: {name!r}")
+    return rf"\b{re.escape(name)}={_NUMBER}"
 
 
 def metric_definitions(names: tuple[str, ...] = METRIC_NAMES) -> list[dict[str, str]]:

@@ -41,8 +41,43 @@ NOT_DEPLOYED_HINT = "run the training pipeline first"
 THROTTLING_CODES = frozenset(
     {"ThrottlingException", "Throttling", "TooManyRequestsException", "RequestLimitExceeded", "SlowDown"}
 )
-# API Gateway gives up after 29 s: two attempts (one retry on throttling or a transient fault) fit in that.
-CLIENT_CONFIG = Config(connect_timeout=3, read_timeout=10, retries={"mode": "standard", "total_max_attempts": 2})
+
+# --- time: the answer must reach API Gateway within its 29 s, or the client gets API Gateway's 504 ----------------
+API_GATEWAY_TIMEOUT_S = 29
+"""A REST API's integration timeout."""
+INVOKE_CONNECT_TIMEOUT_S = 2
+INVOKE_READ_TIMEOUT_S = 6
+"""The endpoint answers one photo in about 0.15 s; 6 s leaves room for a queue behind its one worker."""
+INVOKE_ATTEMPTS = 2
+"""One retry, on throttling or a transient fault (botocore's standard mode)."""
+MAX_RETRY_DELAY_S = 6
+"""The longest wait before a retry in standard mode: up to 1 s of jittered backoff, raised to at most 5 s more by an
+``x-amz-retry-after`` header."""
+DESCRIBE_CONNECT_TIMEOUT_S = 1
+DESCRIBE_READ_TIMEOUT_S = 2
+DESCRIBE_ATTEMPTS = 1
+"""DescribeEndpoint (GET /health, and once after InvokeEndpoint reports the endpoint missing) is not retried."""
+HANDLER_WORST_CASE_S = (
+    INVOKE_ATTEMPTS * (INVOKE_CONNECT_TIMEOUT_S + INVOKE_READ_TIMEOUT_S)
+    + (INVOKE_ATTEMPTS - 1) * MAX_RETRY_DELAY_S
+    + DESCRIBE_ATTEMPTS * (DESCRIBE_CONNECT_TIMEOUT_S + DESCRIBE_READ_TIMEOUT_S)
+)
+"""The longest a request can spend in AWS calls: every attempt timing out, then the DescribeEndpoint (25 s)."""
+HANDLER_WORK_MARGIN_S = 2
+"""The handler's own work (base64 of a 4.5 MB body, checks, logging) takes well under this."""
+TIMEOUT_S = HANDLER_WORST_CASE_S + HANDLER_WORK_MARGIN_S
+"""The function's timeout (the stack reads it): 27 s, which leaves API Gateway 2 s for its own overhead and a cold
+start, so even the worst case reaches the client as our JSON."""
+INVOKE_CONFIG = Config(
+    connect_timeout=INVOKE_CONNECT_TIMEOUT_S,
+    read_timeout=INVOKE_READ_TIMEOUT_S,
+    retries={"mode": "standard", "total_max_attempts": INVOKE_ATTEMPTS},
+)
+DESCRIBE_CONFIG = Config(
+    connect_timeout=DESCRIBE_CONNECT_TIMEOUT_S,
+    read_timeout=DESCRIBE_READ_TIMEOUT_S,
+    retries={"mode": "standard", "total_max_attempts": DESCRIBE_ATTEMPTS},
+)
 MAX_DETAIL_CHARS = 300
 MAX_CAUSE_CHARS = 2000
 
@@ -133,13 +168,13 @@ log.setLevel(os.environ.get("LOG_LEVEL", "INFO"))
 @cache
 def runtime_client() -> Any:
     """sagemaker-runtime; ``AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME`` may point it at a local endpoint."""
-    return boto3.client("sagemaker-runtime", config=CLIENT_CONFIG)
+    return boto3.client("sagemaker-runtime", config=INVOKE_CONFIG)
 
 
 @cache
 def sagemaker_client() -> Any:
     """The SageMaker control plane, for DescribeEndpoint."""
-    return boto3.client("sagemaker", config=CLIENT_CONFIG)
+    return boto3.client("sagemaker", config=DESCRIBE_CONFIG)
 
 
 # --- the request ----------------------------------------------------------------------------------------------------

@@ -35,6 +35,7 @@ WILDCARDS: dict[str, str] = {
     "the run id is drawn at run time, so the ARN ends in a wildcard after the fixed prefix.",
     "TuningTrials": "A tuning job names its trials <tuning job>-<nnn>-<hash>; Step Functions' .sync integration "
     "and the cleanup stop them by that prefix.",
+    "MapRuns": "CountCopiedImages describes the Distributed Map's run, whose id is drawn at run time.",
     "MapChildExecutions": "Distributed Map child executions are named at run time under the state machine's own "
     "execution namespace; .sync describes and stops them.",
     "SageMakerLogs": "SageMaker creates its log groups (/aws/sagemaker/TrainingJobs, ProcessingJobs, "
@@ -69,6 +70,12 @@ FINDINGS: dict[str, Finding] = {
         "AwsSolutions-APIG3",
         "No WAF: the API is protected by an API key, a usage plan (rate, burst, daily quota) and request "
         "validation; a WAF web ACL would cost more than the ml.t2.medium endpoint it protects.",
+    ),
+    "NoBodyModel": Finding(
+        "AwsSolutions-APIG2",
+        "The request validator checks what API Gateway can check, the required Content-Type header; the body is a "
+        "raw JPEG or PNG, which no request model describes (body validation without a model is skipped), so the "
+        "Lambda checks it (type, magic bytes, size) before calling the endpoint.",
     ),
     "ApiKeyCallers": Finding(
         "AwsSolutions-APIG4",

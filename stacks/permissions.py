@@ -96,6 +96,15 @@ class Arns:
             arn_format=ArnFormat.COLON_RESOURCE_NAME,
         )
 
+    def map_runs(self, label: str) -> str:
+        """Runs of the pipeline's Distributed Map labelled ``label`` (``<state machine>/<label>:<map run id>``)."""
+        return self._stack.format_arn(
+            service="states",
+            resource="mapRun",
+            resource_name=f"{self.settings.state_machine_name}/{label}:*",
+            arn_format=ArnFormat.COLON_RESOURCE_NAME,
+        )
+
     def events_rule(self, name: str) -> str:
         return self._stack.format_arn(service="events", resource="rule", resource_name=name)
 

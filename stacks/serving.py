@@ -3,9 +3,12 @@
 - ``POST /count`` (raw image body, ``Content-Type`` required) and ``GET /health``, both behind an API key
   (``x-api-key``) whose usage plan is sized for one ml.t2.medium (rate, burst, daily quota from the settings);
 - binary media types so images reach the Lambda base64-encoded;
-- request validation, JSON access logs, X-Ray tracing, execution logs at ERROR;
-- API Gateway's own errors (throttled, bad key, missing Content-Type, too large, no such route) answered as JSON
-  ``{"error": ...}`` like the Lambda's.
+- request validation of what API Gateway can check (the Content-Type header of POST /count; the body is a binary
+  image, which no model describes, so the Lambda checks it), JSON access logs, X-Ray tracing, execution logs at ERROR;
+- API Gateway's own errors answered as JSON ``{"error": ...}`` like the Lambda's: throttled, bad key, missing
+  Content-Type, too large, and no such route, which is also what a wrong method gets (a REST API answers a method a
+  resource does not have as it answers an unknown path, MISSING_AUTHENTICATION_TOKEN, before the API key is checked,
+  and never calls the Lambda).
 """
 
 from __future__ import annotations
@@ -18,6 +21,8 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
 
+from bincount.local_api import load_lambda_module
+from bincount.media import API_BINARY_MEDIA_TYPES, MAX_API_IMAGE_BYTES
 from stacks.log_groups import log_group
 from stacks.nag import NagWildcard, suppress, suppress_wildcards
 from stacks.permissions import Arns, Permission, attach
@@ -26,7 +31,7 @@ from stacks.settings import Settings
 HANDLER_DIR = Path(__file__).resolve().parent.parent / "lambda"
 HANDLER = "api.handler"
 STAGE_NAME = "v1"
-BINARY_MEDIA_TYPES: tuple[str, ...] = ("image/jpeg", "image/png", "application/x-image")
+BINARY_MEDIA_TYPES: tuple[str, ...] = API_BINARY_MEDIA_TYPES  # the local API applies the same (bincount.media)
 ASSET_EXCLUDES: tuple[str, ...] = ("__pycache__", "*.pyc", "tests", ".pytest_cache")
 
 # API Gateway's own error responses, in the API's JSON error shape: (response type, status, message).
@@ -35,11 +40,21 @@ GATEWAY_ERRORS: tuple[tuple[apigw.ResponseType, str, str], ...] = (
     (apigw.ResponseType.QUOTA_EXCEEDED, "429", "daily request quota of this API key exceeded"),
     (apigw.ResponseType.INVALID_API_KEY, "403", "missing or invalid API key: send it in the x-api-key header"),
     (apigw.ResponseType.BAD_REQUEST_PARAMETERS, "400", "missing Content-Type header: send image/jpeg or image/png"),
-    (apigw.ResponseType.REQUEST_TOO_LARGE, "413", "request too large"),
+    (
+        apigw.ResponseType.REQUEST_TOO_LARGE,
+        "413",
+        f"request too large: send an image of at most {MAX_API_IMAGE_BYTES:,} bytes",
+    ),
     (apigw.ResponseType.MISSING_AUTHENTICATION_TOKEN, "404", "no such route: use POST /count or GET /health"),
+    # Anything else API Gateway refuses itself (its message, in our shape and with its own status).
     (apigw.ResponseType.DEFAULT_4_XX, None, "$context.error.message"),
     (apigw.ResponseType.DEFAULT_5_XX, None, "$context.error.message"),
 )
+
+
+def handler_timeout_s(handler_dir: Path = HANDLER_DIR) -> int:
+    """The function timeout the handler computes from its clients' timeouts and retries (``api.TIMEOUT_S``)."""
+    return int(load_lambda_module(HANDLER.split(".")[0], handler_dir).TIMEOUT_S)
 
 
 class CountApi(Construct):
@@ -83,9 +98,10 @@ class CountApi(Construct):
         validator = self.api.add_request_validator(
             "RequestValidator",
             request_validator_name="headers",
+            # The required Content-Type header of POST /count; a missing one gets BAD_REQUEST_PARAMETERS (400).
             validate_request_parameters=True,
-            # No body models (the body is a binary image), so body validation checks nothing; the Lambda does.
-            validate_request_body=True,
+            # Body validation needs a model, and the body is a binary image: API Gateway would skip it.
+            validate_request_body=False,
         )
         integration = apigw.LambdaIntegration(self.function, proxy=True, allow_test_invoke=False)
         count = self.api.root.add_resource("count").add_method(
@@ -117,6 +133,7 @@ class CountApi(Construct):
         plan.add_api_key(self.api_key)
         suppress(self.function, "PinnedRuntime")
         suppress(self.api.deployment_stage, "NoWaf")
+        suppress(self.api.node.default_child, "NoBodyModel")
         for method in (count, health):
             suppress(method.node.default_child, "ApiKeyCallers", "NoUserPool")
         suppress(self.api.node.find_child("CloudWatchRole"), "ApiGatewayLogsRole")
@@ -147,7 +164,8 @@ class CountApi(Construct):
             handler=HANDLER,
             code=lambda_.Code.from_asset(str(handler_dir), exclude=list(ASSET_EXCLUDES)),
             environment={"ENDPOINT_NAME": settings.endpoint_name},
-            timeout=Duration.seconds(29),
+            # The handler's worst case plus its own work, within API Gateway's 29 s (lambda/api.py says why).
+            timeout=Duration.seconds(handler_timeout_s(handler_dir)),
             memory_size=256,
             tracing=lambda_.Tracing.ACTIVE,
             role=role,

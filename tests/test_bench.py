@@ -1,5 +1,5 @@
-"""The endpoint benchmark runs end to end (a small run: 3 photos, 1 round), so the script the README quotes cannot
-rot. It prints ratios; nothing here asserts a speed (the machine's load varies), only that every side ran."""
+"""The benchmarks run end to end (small runs), so the scripts the README quotes cannot rot. They print ratios;
+nothing here asserts a speed (the machine's load varies), only that every side ran."""
 
 from __future__ import annotations
 
@@ -32,7 +32,23 @@ def test_endpoint_latency_bench_measures_all_three_sides(model_dir: Path, tmp_pa
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = proc.stdout
     assert "3 requests per side, interleaved photo by photo" in out
-    assert "baseline: classic fp32 eager; ours: fast int8; reference: reference fp32" in out  # no silent fallback
+    # No silent fallback: ours serves int8, the reference its exact fp32 path.
+    assert "baseline: classic fp32 eager; ours: int8; reference: fp32 (reference mode: BINCOUNT_REFERENCE=1)" in out
     assert re.search(r"median \(ms\)\s+[\d.]+\s+[\d.]+\s+[\d.]+x\s+[\d.]+", out), out
     assert re.search(r"identical counts: [0-3]/3", out), out
     assert "per request, paired: median" in out
+
+
+def test_profiler_overhead_bench_runs_both_sides() -> None:
+    command = [sys.executable, str(ROOT / "bench" / "profiler_overhead.py")]
+    proc = subprocess.run(
+        [*command, "--images", "256", "--rounds", "1", "--epochs", "2"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "one run = 2 epochs of 8 steps of 32" in proc.stdout
+    assert re.search(r"overhead: [+-][\d.]+% of a 2-epoch run \(3 profiled steps\)", proc.stdout), proc.stdout

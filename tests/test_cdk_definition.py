@@ -140,6 +140,10 @@ def test_prepare_dataset_is_a_distributed_map_over_the_manifest(asl: dict[str, A
     copy = state["ItemProcessor"]["States"][d.COPY_IMAGE]
     assert copy["Resource"] == "arn:aws:states:::aws-sdk:s3:copyObject"
     assert copy["Parameters"]["CopySource.$"] == "States.Format('aft-vbi-pds/{}', $.source_key)"
+    # A few photos not copied are tolerated; a vanished one is skipped at once, without retries.
+    assert state["ToleratedFailurePercentage"] == d.COPY_TOLERATED_FAILURE_PERCENT == 1
+    assert copy["Retry"][0]["ErrorEquals"] == [d.S3_NO_SUCH_KEY] and copy["Retry"][0]["MaxAttempts"] == 0
+    assert copy["Catch"] == [{"ErrorEquals": [d.S3_NO_SUCH_KEY], "ResultPath": "$.error", "Next": d.SOURCE_MISSING}]
 
 
 def test_placeholders_are_exactly_the_substitutions(synth: Synthesized, text: str) -> None:
@@ -178,7 +182,8 @@ def test_tuning_request(asl: dict[str, Any]) -> None:
     assert definition["AlgorithmSpecification"]["MetricDefinitions"] == metric_definitions()
     assert definition["InputDataConfig.$"] == "$.channels.tuning"
     assert definition["ResourceConfig"]["InstanceType.$"] == "$.config.tuningInstanceType"
-    assert definition["StaticHyperParameters"]["sagemaker_program"] == "hpo.py"
+    assert definition["StaticHyperParameters.$"] == "$.run.staticHyperParameters"
+    assert asl["States"][d.NAME_JOBS]["Parameters"]["run"]["staticHyperParameters"]["sagemaker_program"] == "hpo.py"
     assert definition["EnableManagedSpotTraining.$"] == "$.capacity.spot"
 
 
@@ -188,7 +193,8 @@ def channel_names(channels: list[dict[str, Any]]) -> list[str]:
 
 def test_feature_cache_chooses_the_channels_of_trials_and_final_job(asl: dict[str, Any]) -> None:
     states = asl["States"]
-    assert states[d.PREPARE_DATASET]["Next"] == d.CHOOSE_FEATURE_CACHE
+    assert states[d.PREPARE_DATASET]["Next"] == d.COUNT_COPIED
+    assert states[d.COUNT_COPIED]["Next"] == d.CHOOSE_FEATURE_CACHE
     choose = states[d.CHOOSE_FEATURE_CACHE]
     assert choose["Choices"] == [
         {"Variable": "$.config.featureCache", "BooleanEquals": True, "Next": d.EXTRACT_FEATURES}
@@ -238,7 +244,7 @@ def test_training_request_has_checkpoints_the_merged_hyperparameters_and_no_debu
     assert request["ProfilerConfig"] == {"DisableProfiler": True}
     assert not {"DebugHookConfig", "DebugRuleConfigurations", "ProfilerRuleConfigurations"} & set(request)
     merge = asl["States"][d.PICK_BEST]["Parameters"]["hyperParameters.$"]
-    assert "TrainingJobDefinition.StaticHyperParameters" in merge and "TunedHyperParameters" in merge
+    assert "$.run.staticHyperParameters" in merge and "TunedHyperParameters" in merge
 
 
 def test_rule_and_profile_metrics_are_captured_by_trials_and_the_final_job(asl: dict[str, Any]) -> None:

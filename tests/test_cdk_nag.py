@@ -39,6 +39,7 @@ def test_the_report_lists_suppressions_and_nothing_non_compliant(synth: Synthesi
         "AwsSolutions-IAM4",
         "AwsSolutions-IAM5",
         "AwsSolutions-L1",
+        "AwsSolutions-APIG2",
         "AwsSolutions-APIG3",
         "AwsSolutions-APIG4",
         "AwsSolutions-COG4",
@@ -68,6 +69,7 @@ def test_every_suppression_names_the_exact_finding_and_a_written_reason(synth: S
     methods = set(synth.resources("AWS::ApiGateway::Method"))
     assert by_rule["AwsSolutions-APIG4"] == by_rule["AwsSolutions-COG4"] == methods
     assert by_rule["AwsSolutions-APIG3"] == set(synth.resources("AWS::ApiGateway::Stage"))
+    assert by_rule["AwsSolutions-APIG2"] == set(synth.resources("AWS::ApiGateway::RestApi"))
     functions = synth.resources("AWS::Lambda::Function")
     assert by_rule["AwsSolutions-L1"] == {i for i, f in functions.items() if f["Properties"]["Runtime"] != "nodejs24.x"}
 

@@ -12,6 +12,7 @@ from botocore.validate import ParamValidator
 
 from stacks.pipeline import definition as d
 from stacks.pipeline import scale
+from stacks.pipeline.requests import RUN_TAG
 from stacks.settings import SettingsError, load_settings
 from tests.test_cdk_state_machine import BUCKET, FEATURES_DATA, channels
 from tests.test_cdk_state_machine import deploy as deploy  # the fixture, shared
@@ -86,6 +87,19 @@ def test_full_dataset_builds_the_manifest_once_extracts_sharded_and_trains_on_se
     sent = {k: v for k, v in tuning.items() if k in definition.members}
     report = ParamValidator().validate(sent, definition)
     assert not report.has_errors(), report.generate_report()
+
+
+def test_every_scale_task_state_sends_requests_aws_accepts_tagged_with_the_run_id(deploy: Any) -> None:
+    pipeline = deploy()
+
+    run = pipeline.run(FULL)  # run() checks every request against botocore's model of its API
+
+    assert run.status == "SUCCEEDED", (run.error, run.cause, run.states)
+    sent = {r.state: r.parameters for r in run.requests}
+    assert set(scale.TASK_STATES) <= set(sent)
+    for state in (scale.BUILD_FULL_MANIFEST, scale.EXTRACT_FEATURES_SHARDED):
+        assert sent[state]["Tags"] == [{"Key": RUN_TAG, "Value": run.output["runId"]}]
+        assert run.output["runId"] in sent[state]["TrainingJobName"]
 
 
 def test_a_cached_full_manifest_is_reused(deploy: Any) -> None:

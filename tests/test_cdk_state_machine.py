@@ -7,12 +7,25 @@ a recorded Describe output of a finished job. Everything else runs as deployed: 
 reading the manifest from S3 and copying images with s3:copyObject, PickBest's JsonMerge, the gate, the endpoint
 create-or-update and DescribeEndpoint polling, SNS notifications, the Fail state.
 
+A few shims make moto's interpreter behave as Step Functions does: S3's errors are named ``S3.<Code>Exception``, the
+AWS SDK integration passes the members on in the
+API's own casing and hands the state the answer in PascalCase (Step Functions takes ``MapRunArn`` for the API's
+``mapRunArn`` and returns ``ItemCounts`` for ``itemCounts``), and a state machine runs
+more than one execution (moto deep-copies the state machine as an execution starts, and with it every execution
+before, which no longer copies once a Distributed Map has run).
+
 moto has no UpdateEndpoint; a small shim adds one (switch the config, status Updating), and endpoints pass through
 Creating/Updating for one poll before InService, so the Wait loop runs too.
+
+Every request a Task state sends, in every scenario, is checked against AWS's definition of its API (botocore's
+service model: members, required members, types, enums, lengths, ranges and patterns, ``tests/aws_requests.py``),
+and the executions have awkward but valid names (``retrain(2)``, ``it's!``, 80 characters), as users name them.
 """
 
 from __future__ import annotations
 
+import copy
+import itertools
 import json
 import time
 from collections.abc import Iterator
@@ -25,14 +38,23 @@ from moto import mock_aws
 from moto.core.responses import ActionResult
 from moto.sagemaker.models import FakeEndpoint, SageMakerModelBackend
 from moto.sagemaker.responses import SageMakerResponse
+from moto.stepfunctions.models import StateMachine
+from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import (
+    state_task_service_aws_sdk as aws_sdk_service,
+)
+from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service import StateTaskService
+from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_aws_sdk import (
+    StateTaskServiceAwsSdk,
+)
 
 from bincount.manifest import SOURCE_BUCKET, build_manifest, load_file_list
 from bincount.metrics import IMAGES_PER_SECOND, RULE_NAMES, TEST_ACCURACY, TUNING_OBJECTIVE
 from stacks.pipeline import definition as d
 from stacks.pipeline import scale
 from stacks.pipeline.asl import to_json
-from stacks.pipeline.requests import DEBUGGER_RULES
+from stacks.pipeline.requests import DEBUGGER_RULES, RUN_TAG
 from stacks.storage import MANIFEST_KEY
+from tests.aws_requests import api_members, operation_of, step_functions_members, task_request_errors
 from tests.test_cdk_support import REGION, Synthesized, synthesized
 
 ACCOUNT = "123456789012"
@@ -66,6 +88,16 @@ STATIC = {
 }
 CONSOLE_SAMPLE_INPUT = {"Comment": "Insert your JSON here"}
 IMAGES_PER_COUNT = 2
+# Valid execution names (StartExecution allows all of these characters, up to 80 of them) that SageMaker's names and
+# tag values would refuse if a request carried them.
+AWKWARD_EXECUTION_NAMES: tuple[str, ...] = (
+    "retrain(2)",
+    "it's!",
+    "nightly+run=2026.11.24@eu",
+    "r" * 80,
+    "Zählung-über_Nacht",
+    "a(b)c!d'e" + "x" * 71,
+)
 
 
 # --- recorded Describe outputs of finished jobs ----------------------------------------------------------------
@@ -271,6 +303,65 @@ class EndpointBehaviour:
         monkeypatch.setattr(SageMakerModelBackend, "describe_endpoint", describe_endpoint)
 
 
+# --- what the Task states send --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TaskRequest:
+    """One request a Task state sent: its resource and its Parameters, rendered with the execution's data."""
+
+    state: str
+    resource: str
+    parameters: dict[str, Any]
+
+    def errors(self) -> list[str]:
+        """What AWS would refuse in this request (botocore's model of the API the resource calls)."""
+        return [f"{self.state} {error}" for error in task_request_errors(self.resource, self.parameters)]
+
+
+def record_requests(monkeypatch: pytest.MonkeyPatch) -> list[TaskRequest]:
+    """Record every request moto's interpreter sends for a Task state, as the state rendered it."""
+    sent: list[TaskRequest] = []
+    original = StateTaskService._before_eval_execution
+
+    def before_eval_execution(task: StateTaskService, **kwargs: Any) -> None:
+        parameters = json.loads(json.dumps(kwargs["raw_parameters"]))
+        sent.append(TaskRequest(str(task.name), task.resource.resource_arn, parameters))
+        original(task, **kwargs)
+
+    monkeypatch.setattr(StateTaskService, "_before_eval_execution", before_eval_execution)
+    return sent
+
+
+def install_step_functions_shims(monkeypatch: pytest.MonkeyPatch) -> None:
+    """What moto's Step Functions does differently from AWS's (see the module's docstring)."""
+
+    def normalise_parameters(task: StateTaskServiceAwsSdk, parameters: dict[str, Any], *args: Any) -> None:
+        service, operation = operation_of(task.resource.resource_arn)
+        renamed = api_members(service, operation, parameters)
+        parameters.clear()
+        parameters.update(renamed)
+
+    def normalise_response(task: StateTaskServiceAwsSdk, response: Any, *args: Any) -> None:
+        if isinstance(response, dict):
+            renamed = step_functions_members(*operation_of(task.resource.resource_arn), response)
+            response.clear()
+            response.update(renamed)
+
+    def deepcopy_state_machine(machine: StateMachine, memo: dict[int, Any]) -> StateMachine:
+        clone = copy.copy(machine)  # shares the backend and the earlier executions, copies the rest
+        for key, value in vars(machine).items():
+            if key not in ("backend", "executions"):
+                setattr(clone, key, copy.deepcopy(value, memo))
+        clone.executions = []
+        return clone
+
+    monkeypatch.setitem(aws_sdk_service._SERVICE_ERROR_NAMES, "s3", "S3")  # S3.NoSuchKeyException, as AWS names it
+    monkeypatch.setattr(StateTaskServiceAwsSdk, "_normalise_parameters", normalise_parameters, raising=False)
+    monkeypatch.setattr(StateTaskServiceAwsSdk, "_normalise_response", normalise_response, raising=False)
+    monkeypatch.setattr(StateMachine, "__deepcopy__", deepcopy_state_machine, raising=False)
+
+
 # --- running an execution ------------------------------------------------------------------------------------
 
 
@@ -285,6 +376,7 @@ class Run:
     states: list[str]  # states entered, in order
     notifications: list[dict[str, Any]]
     copied: dict[str, bytes]
+    requests: list[TaskRequest]  # what every Task state sent, in order, Distributed Map items included
 
     def entered(self, state: str) -> bool:
         return state in self.states
@@ -301,10 +393,15 @@ class Pipeline:
     arn: str
     manifest: list[dict[str, Any]]
     queue_url: str
+    sent: list[TaskRequest]
 
-    def run(self, execution_input: dict[str, Any] | str, timeout: float = 60) -> Run:
+    def run(self, execution_input: dict[str, Any] | str, timeout: float = 60, *, name: str | None = None) -> Run:
+        """Start an execution (named ``name``, else the next awkward name) and wait for it to end; every request it
+        sent must be valid for AWS."""
         text = execution_input if isinstance(execution_input, str) else json.dumps(execution_input)
-        arn = self.sfn.start_execution(stateMachineArn=self.arn, input=text)["executionArn"]
+        name = name or next(_EXECUTION_NAMES)
+        first_request = len(self.sent)
+        arn = self.sfn.start_execution(stateMachineArn=self.arn, name=name, input=text)["executionArn"]
         deadline = time.monotonic() + timeout
         while (described := self.sfn.describe_execution(executionArn=arn))["status"] == "RUNNING":
             assert time.monotonic() < deadline, "execution did not finish"
@@ -312,6 +409,9 @@ class Pipeline:
         events = self.sfn.get_execution_history(executionArn=arn, maxResults=1000)["events"]
         states = [e["stateEnteredEventDetails"]["name"] for e in events if "stateEnteredEventDetails" in e]
         output = described.get("output")
+        sent = self.sent[first_request:]
+        invalid = [error for request in sent for error in request.errors()]
+        assert not invalid, f"execution {name!r} sent requests AWS would refuse:\n" + "\n".join(invalid)
         return Run(
             status=described["status"],
             output=json.loads(output) if output else None,
@@ -320,6 +420,7 @@ class Pipeline:
             states=states,
             notifications=self._notifications(),
             copied=self._dataset_objects(),
+            requests=sent,
         )
 
     def _notifications(self) -> list[dict[str, Any]]:
@@ -365,14 +466,17 @@ class Pipeline:
         )
 
 
+_EXECUTION_NAMES = itertools.cycle(AWKWARD_EXECUTION_NAMES)
+
+
 def channels(request: dict[str, Any]) -> dict[str, str]:
     """A job request's channels: name -> S3 URI."""
     return {c["ChannelName"]: c["DataSource"]["S3DataSource"]["S3Uri"] for c in request["InputDataConfig"]}
 
 
-def small_manifest() -> list[dict[str, Any]]:
-    """A stratified slice of the real manifest: IMAGES_PER_COUNT images of each count, every field as deployed."""
-    return [e.to_json() for e in build_manifest(load_file_list(), max_per_class=IMAGES_PER_COUNT)]
+def small_manifest(images_per_count: int = IMAGES_PER_COUNT) -> list[dict[str, Any]]:
+    """A stratified slice of the real manifest: ``images_per_count`` images of each count, every field as deployed."""
+    return [e.to_json() for e in build_manifest(load_file_list(), max_per_class=images_per_count)]
 
 
 @pytest.fixture
@@ -381,7 +485,7 @@ def deploy(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
 
     ``test_accuracy`` is the recorded final job's and ``rule_issues`` the rules that found issues in it; ``endpoint``
     how endpoints behave; ``inject_error`` deploys only the failure handling, entered with that error; ``context``
-    overrides cdk.json's settings at synth.
+    overrides cdk.json's settings at synth; ``images_per_count`` sizes the manifest.
     """
     with mock_aws(config={"stepfunctions": {"execute_state_machine": True}}):
 
@@ -392,13 +496,16 @@ def deploy(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
             endpoint: EndpointBehaviour | None = None,
             inject_error: dict[str, str] | None = None,
             context: dict[str, Any] | None = None,
+            images_per_count: int = IMAGES_PER_COUNT,
         ) -> Pipeline:
             synth = synthesized(**(context or {}))
             (endpoint or EndpointBehaviour()).install(monkeypatch)
+            sent = record_requests(monkeypatch)
+            install_step_functions_shims(monkeypatch)
             s3 = boto3.client("s3", region_name=REGION)
             s3.create_bucket(Bucket=BUCKET)
             s3.create_bucket(Bucket=SOURCE_BUCKET)
-            manifest = small_manifest()
+            manifest = small_manifest(images_per_count)
             for entry in manifest:
                 s3.put_object(Bucket=SOURCE_BUCKET, Key=entry["source_key"], Body=f"jpeg {entry['id']}".encode())
             s3.put_object(Bucket=BUCKET, Key=MANIFEST_KEY, Body=json.dumps(manifest).encode())
@@ -428,6 +535,7 @@ def deploy(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
                 arn=arn,
                 manifest=manifest,
                 queue_url=queue_url,
+                sent=sent,
             )
 
         yield factory
@@ -494,14 +602,10 @@ def test_happy_path_copies_the_dataset_tunes_trains_and_creates_the_endpoint(dep
     assert tuning["TrainingJobDefinition"]["StaticHyperParameters"] == STATIC
     assert len(tuning["HyperParameterTuningJobName"]) <= 32
     assert tuning["HyperParameterTuningJobName"].startswith("bincount-hpo-")
-    # Train got static + tuned hyperparameters, with the final job's entry point.
+    # Train got our static + the tuned hyperparameters, with the final job's entry point; not the objective that
+    # SageMaker adds to the tuning job's static hyperparameters (the recorded Describe output has it).
     training = pipeline.training_request()
-    assert training["HyperParameters"] == {
-        **STATIC,
-        "_tuning_objective_metric": TUNING_OBJECTIVE,
-        **TUNED,
-        "sagemaker_program": "train_model.py",
-    }
+    assert training["HyperParameters"] == {**STATIC, **TUNED, "sagemaker_program": "train_model.py"}
     assert training["TrainingJobName"].removeprefix("bincount-train-") == tuning[
         "HyperParameterTuningJobName"
     ].removeprefix("bincount-hpo-")
@@ -537,6 +641,70 @@ def test_happy_path_copies_the_dataset_tunes_trains_and_creates_the_endpoint(dep
     train_request = deployed_definition(synthesized())["States"][d.TRAIN]["Parameters"]
     assert train_request["ProfilerConfig"] == {"DisableProfiler": True}
     assert not {"DebugHookConfig", "DebugRuleConfigurations", "ProfilerRuleConfigurations"} & set(train_request)
+
+
+def task_states(states: dict[str, Any]) -> set[str]:
+    """The Task states of a definition, those of map item processors included."""
+    found = set()
+    for name, state in states.items():
+        if state["Type"] == "Task":
+            found.add(name)
+        if "ItemProcessor" in state:
+            found |= task_states(state["ItemProcessor"]["States"])
+    return found
+
+
+def test_every_task_state_sends_requests_aws_accepts_whatever_the_execution_is_called(deploy: Any) -> None:
+    pipeline = deploy()
+
+    created = pipeline.run(FAST_POLLING, name="retrain(2)")
+    updated = pipeline.run(FAST_POLLING, name="it's!")
+    rejected = pipeline.run({**FAST_POLLING, "accuracyFloor": 0.99}, name="n" * 80)
+
+    # Each run() has checked every request it sent against botocore's model of the API; together these three
+    # executions sent one from every Task state of the definition.
+    assert (created.status, updated.status, rejected.status) == ("SUCCEEDED", "SUCCEEDED", "FAILED")
+    runs = (created, updated, rejected)
+    # (The scale-out states, entered only with dataset: full or several instances: tests/test_cdk_scale.py.)
+    expected = task_states(deployed_definition(synthesized())["States"]) - set(scale.TASK_STATES)
+    assert {r.state for run in runs for r in run.requests} == expected
+    # Whatever the execution is called, what it creates is tagged with its run id, which also names them.
+    run_id = created.output["runId"]
+    tagged = [r for r in created.requests if "Tags" in r.parameters]
+    assert {r.state for r in tagged} == {
+        d.EXTRACT_FEATURES,
+        d.TUNE,
+        d.TRAIN,
+        d.CREATE_MODEL,
+        d.CREATE_ENDPOINT_CONFIG,
+        d.CREATE_ENDPOINT,
+    }
+    assert all(r.parameters["Tags"] == [{"Key": RUN_TAG, "Value": run_id}] for r in tagged)
+    assert run_id in created.output["modelName"] and created.output["execution"].endswith(":retrain(2)")
+    # The tuning objective is a metric the trials report; only the final job may name Debugger collections or rules.
+    (tune,) = [r.parameters for r in created.requests if r.state == d.TUNE]
+    reported = [m["Name"] for m in tune["TrainingJobDefinition"]["AlgorithmSpecification"]["MetricDefinitions"]]
+    assert tune["HyperParameterTuningJobConfig"]["HyperParameterTuningJobObjective"]["MetricName"] in reported
+    debugger = {"DebugHookConfig", "DebugRuleConfigurations", "ProfilerConfig", "ProfilerRuleConfigurations"}
+    assert not any(debugger & set(r.parameters) for run in runs for r in run.requests if r.state != d.TRAIN)
+
+
+def test_a_photo_gone_from_the_public_bucket_is_skipped_and_counted(deploy: Any) -> None:
+    # 100 photos: one not copied is the 1% PrepareDataset tolerates. (moto counts failed items but never fails a
+    # Distributed Map for them; that the threshold's error ends the pipeline is test_failure_tail_... below.)
+    pipeline = deploy(images_per_count=20)
+    gone = pipeline.manifest[7]
+    pipeline.s3.delete_object(Bucket=SOURCE_BUCKET, Key=gone["source_key"])
+
+    run = pipeline.run(FAST_POLLING)
+
+    assert run.status == "SUCCEEDED", (run.error, run.cause, run.states)
+    assert set(run.copied) == {e["dest_key"] for e in pipeline.manifest} - {gone["dest_key"]}
+    # Skipped at once: one CopyImage request per photo, no retries for the missing one.
+    assert sum(r.state == d.COPY_IMAGE for r in run.requests) == len(pipeline.manifest)
+    assert run.output["imagesNotCopied"] == 1
+    assert run.output["datasetResults"].startswith(f"s3://{BUCKET}/map-runs/")
+    assert run.notifications[0]["Message"]["imagesNotCopied"] == 1
 
 
 def test_without_the_feature_cache_every_job_reads_the_photos(deploy: Any) -> None:
@@ -696,6 +864,12 @@ def test_failed_update_is_rolled_back_and_reported(deploy: Any) -> None:
     [
         ("States.TaskFailed", d.STEP_FAILED_ERROR, "States.TaskFailed: the job failed"),
         ("SageMaker.AmazonSageMakerException", "SageMaker.AmazonSageMakerException", "the job failed"),
+        # PrepareDataset when more photos than tolerated could not be copied.
+        (
+            "States.ExceedToleratedFailureThreshold",
+            d.STEP_FAILED_ERROR,
+            "States.ExceedToleratedFailureThreshold: the job failed",
+        ),
     ],
 )
 def test_failure_tail_keeps_the_error_and_never_raises_a_reserved_name(

@@ -1,5 +1,6 @@
 """The local SageMaker endpoint over real HTTP: boto3's sagemaker-runtime and sagemaker clients, pointed at it with
-``AWS_ENDPOINT_URL_*``, get the answers and the error shapes the real service gives."""
+``AWS_ENDPOINT_URL_*``, get the answers and the error shapes the real service gives, whichever image serves the
+model: the project's (``bincount serve``) or AWS's prebuilt one (its serving toolkit)."""
 
 from __future__ import annotations
 
@@ -13,13 +14,17 @@ import pytest
 from botocore.exceptions import ClientError
 
 from bincount.labels import COUNTS
-from bincount.local_endpoint import ContainerModel, Endpoint, LocalSageMaker
+from bincount.local_endpoint import ContainerModel, Endpoint, LocalSageMaker, ServedModel
 from tests.serving_helpers import ENDPOINT, encode, photo, photo_bytes, png_header_only, set_aws_env
 
 
-@pytest.fixture(scope="module")
-def sagemaker(model_dir: Path) -> Iterator[LocalSageMaker]:
-    model = ContainerModel(model_dir, name=ENDPOINT)
+@pytest.fixture(scope="module", params=["project", "prebuilt"])
+def sagemaker(request: pytest.FixtureRequest, model_dir: Path) -> Iterator[LocalSageMaker]:
+    """The endpoint served by the image ``servingImage`` names: ``bincount serve`` or AWS's serving toolkit."""
+    if request.param == "project":
+        model: ServedModel | ContainerModel = request.getfixturevalue("served_model")
+    else:
+        model = ContainerModel(model_dir, name=ENDPOINT)
     with LocalSageMaker([Endpoint(ENDPOINT, model), Endpoint("creating", status="Creating")]) as server:
         yield server
 
@@ -57,7 +62,8 @@ def test_model_refusals_are_model_errors_with_the_original_status(runtime, body,
     response = caught.value.response
     assert response["ResponseMetadata"]["HTTPStatusCode"] == 424
     assert response["OriginalStatusCode"] == status
-    assert message in response["OriginalMessage"].splitlines()[0]  # the handler's message, then the traceback
+    # The handler's message: the JSON error of bincount serve, or the toolkit's first line (a traceback follows it).
+    assert message in response["OriginalMessage"].splitlines()[0]
     assert f"Received client error ({status}) from primary" in response["Error"]["Message"]
 
 

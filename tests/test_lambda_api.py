@@ -335,3 +335,44 @@ def test_the_lambda_imports_boto3_and_the_standard_library_only() -> None:
         node.module.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module
     }
     assert imported - set(sys.stdlib_module_names) == {"boto3", "botocore"}
+
+
+# --- time: within API Gateway's 29 s ----------------------------------------------------------------------------
+
+
+def test_the_worst_case_answers_before_api_gateway_gives_up() -> None:
+    from botocore.retries.standard import ExponentialBackoff
+
+    # The longest wait before botocore's standard mode retries: a throttling backoff of at most 1 s on the first
+    # retry, raised by an x-amz-retry-after header to at most 5 s more.
+    first_retry_delay = (
+        ExponentialBackoff._DEFAULT_BACKOFF_CONFIG["throttling_base_scale"] * ExponentialBackoff._BASE**0
+    )
+    assert first_retry_delay + ExponentialBackoff._RETRY_AFTER_MAX_ADDITIONAL <= api.MAX_RETRY_DELAY_S
+
+    def worst(config: Any) -> float:
+        attempts = config.retries["total_max_attempts"]
+        return attempts * (config.connect_timeout + config.read_timeout) + (attempts - 1) * api.MAX_RETRY_DELAY_S
+
+    # A POST /count: InvokeEndpoint with its retry, then one DescribeEndpoint when the endpoint is reported missing.
+    worst_case = worst(api.INVOKE_CONFIG) + worst(api.DESCRIBE_CONFIG)
+    assert worst_case == api.HANDLER_WORST_CASE_S == 25
+    assert worst_case + 2 <= api.TIMEOUT_S <= api.API_GATEWAY_TIMEOUT_S - 2
+
+
+def test_the_clients_use_those_timeouts(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    reset_clients(api)
+    try:
+        for client, config in (
+            (api.runtime_client(), api.INVOKE_CONFIG),
+            (api.sagemaker_client(), api.DESCRIBE_CONFIG),
+        ):
+            used = client.meta.config
+            assert (used.connect_timeout, used.read_timeout, used.retries) == (
+                config.connect_timeout,
+                config.read_timeout,
+                config.retries,
+            )
+    finally:
+        reset_clients(api)

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import base64
+import inspect
 import json
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from bincount import media
 from bincount.local_api import MAX_EVENT_BYTES, LocalApi, load_handler, load_lambda_module, proxy_event
 from bincount.local_endpoint import LocalSageMaker
 from tests.serving_helpers import ENDPOINT, encode, photo, photo_bytes, rest_event, set_aws_env
@@ -128,6 +131,20 @@ def test_proxy_events_have_the_shape_of_api_gateways() -> None:
     assert ours["headers"]["X-Multi"] == "2"
     assert ours["queryStringParameters"] == {"a": "2", "b": ""}
     assert ours["multiValueQueryStringParameters"] == {"a": ["1", "2"], "b": [""]}
+
+
+def test_the_local_api_encodes_bodies_as_the_stack_configures_the_rest_api() -> None:
+    # One definition (bincount.media), read by the stack's RestApi and by the local API.
+    snapshot = (
+        Path(__file__).parent / "snapshots" / "bincount_template.json"
+    )  # the template, as test_cdk_snapshot keeps it
+    template = json.loads(snapshot.read_text(encoding="utf-8"))
+    (api,) = [r for r in template["Resources"].values() if r["Type"] == "AWS::ApiGateway::RestApi"]
+    local_default = inspect.signature(LocalApi).parameters["binary_media_types"].default
+    assert tuple(api["Properties"]["BinaryMediaTypes"]) == media.API_BINARY_MEDIA_TYPES == local_default
+    image = proxy_event("POST", "/count", [("Content-Type", "image/png")], b"\x89PNG")
+    text = proxy_event("POST", "/count", [("Content-Type", "application/json")], b'{"a": 1}')
+    assert (image["isBase64Encoded"], text["isBase64Encoded"], text["body"]) == (True, False, '{"a": 1}')
 
 
 def test_text_bodies_pass_as_text_when_only_images_are_binary() -> None:

@@ -23,7 +23,7 @@ def test_every_metric_line_reads_back_with_its_definition(value) -> None:
 def test_regexes_do_not_confuse_similar_names() -> None:
     log = (
         "train:loss=9.0\nvalid:loss=1.5\nvalid:accuracy=0.25\ntest:accuracy=0.5\ntest:rmse=1.1\n"
-        "xvalid:loss=7\nmy:valid:loss=8\nrule:Overfit=1\nrule:OverfitX=1\nxrule:Overfit=1\n"
+        "xvalid:loss=7\nrule:Overfit=1\nrule:OverfitX=1\nxrule:Overfit=1\n"
         "INFO bincount.diagnostics: rule:ClassImbalance=0\nprofile:images_per_second=123.5\n"
     )
     parsed = parse_metrics(log)
@@ -39,8 +39,22 @@ def test_regexes_do_not_confuse_similar_names() -> None:
     }
 
 
-def test_regexes_use_no_lookbehind() -> None:
-    assert all("(?<" not in d["Regex"] for d in metric_definitions())
+def test_regexes_do_not_read_a_name_inside_a_longer_one() -> None:
+    log = "xvalid:loss=9.0\nmy_valid:loss=8.0\nvalid:lossy=7.0\n12valid:loss=6.0\nINFO bincount.train: valid:loss=1.5\n"
+    assert parse_metrics(log)["valid:loss"] == [1.5]
+    assert parse_metrics("valid:loss=2.25\n")["valid:loss"] == [2.25]  # at the start of a line too
+
+
+def test_regexes_are_plain_with_the_value_as_their_only_group() -> None:
+    # SageMaker documents no lookaround or non-capturing groups; it reads the value from the capture group.
+    for definition in metric_definitions():
+        assert "(?" not in definition["Regex"], definition
+        assert re.compile(definition["Regex"]).groups == 1, definition
+    # \b alone separates names only while no name ends another after a ":" (or any other non-word character).
+    for name in METRIC_NAMES:
+        for other in METRIC_NAMES:
+            tail = other.removesuffix(name)
+            assert other == name or not other.endswith(name) or tail[-1:].isalnum() or tail[-1:] == "_", (name, other)
 
 
 def test_definitions_cover_the_contract_names() -> None:

@@ -229,6 +229,9 @@ def test_the_command_serves_with_only_the_image_packages(served: ServedModel) ->
     assert _request(served.url, "GET", "/ping")[0] == 200
     status, answer = _invoke(served.url, photo_bytes(4), "image/jpeg")
     assert status == 200 and answer["count"] in COUNTS
+    # The artifact train_model.py wrote serves int8 under the image's torch, and model_fn says so exactly once.
+    assert sum("serving path: " in line for line in served.output) == 1
+    assert any(line.rstrip().endswith("serving path: int8") for line in served.output), served.output
 
 
 def test_sigterm_finishes_the_request_in_flight_and_exits_0(served: ServedModel) -> None:

@@ -11,8 +11,10 @@ Execution JSON, as the states fill it in:
 
 - ``config``: the settings (ApplyDefaults' defaults merged with the execution input, so ``{}`` or the console's
   sample input runs with defaults and any setting can be overridden by its key);
-- ``run``: this execution's unique names (``<prefix>-hpo-<12 hex>``: tuning job names stay within 32 characters);
-- ``capacity``: spot or on-demand stopping condition; ``dataset``: the copy map's result;
+- ``run``: this execution's unique names (``<prefix>-hpo-<12 hex>``: tuning job names stay within 32 characters)
+  and the trials' static hyperparameters;
+- ``capacity``: spot or on-demand stopping condition; ``dataset``: the copy map's result (where it wrote the
+  results of each photo) and ``dataset.counts``: photos in the manifest, copied or already there, not copied;
 - ``features``: the extraction job's Describe output (with the cache); ``channels``: the trials' and the final job's
   InputDataConfig;
 - ``tuning`` / ``training``: Describe outputs of the ``.sync`` jobs; ``best``: the merged hyperparameters;
@@ -61,6 +63,8 @@ CHECK_COPIED = "CheckCopied"
 ALREADY_COPIED = "AlreadyCopied"
 IMAGE_PRESENT = "ImagePresent"
 COPY_IMAGE = "CopyImage"
+SOURCE_MISSING = "SourceImageMissing"
+COUNT_COPIED = "CountCopiedImages"
 CHOOSE_FEATURE_CACHE = "ChooseFeatureCache"
 EXTRACT_FEATURES = "ExtractFeatures"
 USE_CACHED_FEATURES = "UseCachedFeatures"
@@ -116,6 +120,7 @@ ENDPOINT_FAILED_ERROR = "EndpointFailed"
 ENDPOINT_UNAVAILABLE_ERROR = "EndpointUnavailable"
 ENDPOINT_ROLLED_BACK_ERROR = "EndpointUpdateRolledBack"
 ENDPOINT_TIMED_OUT_ERROR = "EndpointTimedOut"
+SOURCE_MISSING_ERROR = "SourceImageMissing"
 
 MAP_LABEL = "CopyImages"
 TEST_ACCURACY_PATH = "$.gate.testAccuracies[0]"
@@ -123,6 +128,11 @@ TEST_ACCURACY_PATH = "$.gate.testAccuracies[0]"
 TRAINING_ISSUES_PATH = "$.diagnostics.issues"
 SOURCE_KEY_FIELD = "source_key"
 DEST_KEY_FIELD = "dest_key"
+# PrepareDataset goes on when at most this share of the photos could not be copied (gone from the public bucket, or
+# still failing after the retries): 1% of the default 10,441 is 104 photos, a sliver of each class.
+COPY_TOLERATED_FAILURE_PERCENT = 1.0
+# What Step Functions' AWS SDK integration raises when CopyObject's source does not exist (S3 answers NoSuchKey).
+S3_NO_SUCH_KEY = "S3.NoSuchKeyException"
 
 _NUMERIC_SETTINGS: tuple[str, ...] = (
     "tuningMaxJobs",
@@ -237,6 +247,9 @@ def settings_states(spec: PipelineSpec) -> dict[str, State]:
                     "modelName.$": format_string(f"{prefix}-model-{run_id}", *uuid),
                     "endpointConfigName.$": format_string(f"{prefix}-config-{run_id}", *uuid),
                     "checkpointUri.$": format_string(f"s3://{DATA_BUCKET}/checkpoints/{prefix}-train-{run_id}/", *uuid),
+                    # The trials' static hyperparameters, kept here because the tuning job's Describe output adds
+                    # SageMaker's own (_tuning_objective_metric), which must not reach the final job.
+                    "staticHyperParameters": requests.static_hyperparameters(spec.request_context),
                     "trainingOverrides": requests.final_job_overrides(),
                 },
             },
@@ -266,7 +279,28 @@ def settings_states(spec: PipelineSpec) -> dict[str, State]:
 
 
 def copy_image_states(spec: PipelineSpec) -> dict[str, State]:
-    """One image of PrepareDataset: copy it from the public bucket unless a previous run already did."""
+    """One image of PrepareDataset: copy it from the public bucket unless a previous run already did.
+
+    A photo gone from the public bucket is skipped at once: its item ends in SourceImageMissing, without retries.
+    Other copy failures are retried; a photo still failing ends its item failed. Both count against
+    :data:`COPY_TOLERATED_FAILURE_PERCENT` and in ``dataset.counts.notCopied``.
+    """
+    copy_image = sdk_task(
+        "s3:copyObject",
+        {
+            "Bucket": DATA_BUCKET,
+            "Key.$": f"$.{DEST_KEY_FIELD}",
+            "CopySource.$": format_string(f"{spec.source_bucket}/{{}}", f"$.{SOURCE_KEY_FIELD}"),
+            # No tags to copy, so no s3:GetObjectTagging on the public bucket.
+            "TaggingDirective": "REPLACE",
+        },
+        result_path=None,
+        # A missing source stays missing: no retries for it, then any other error.
+        retriers=[retry((S3_NO_SUCH_KEY,), attempts=0), retry(ANY_ERROR, interval=1, attempts=5)],
+        catch=None,
+        next_state=None,
+    )
+    copy_image["Catch"] = [{"ErrorEquals": [S3_NO_SUCH_KEY], "ResultPath": ERROR_PATH, "Next": SOURCE_MISSING}]
     return {
         CHECK_COPIED: sdk_task(
             "s3:listObjectsV2",
@@ -283,25 +317,42 @@ def copy_image_states(spec: PipelineSpec) -> dict[str, State]:
             "Default": COPY_IMAGE,
         },
         IMAGE_PRESENT: {"Type": "Succeed"},
-        COPY_IMAGE: sdk_task(
-            "s3:copyObject",
-            {
-                "Bucket": DATA_BUCKET,
-                "Key.$": f"$.{DEST_KEY_FIELD}",
-                "CopySource.$": format_string(f"{spec.source_bucket}/{{}}", f"$.{SOURCE_KEY_FIELD}"),
-                # No tags to copy, so no s3:GetObjectTagging on the public bucket.
-                "TaggingDirective": "REPLACE",
+        COPY_IMAGE: copy_image,
+        SOURCE_MISSING: {
+            "Type": "Fail",
+            "Error": SOURCE_MISSING_ERROR,
+            "CausePath": format_string(
+                f"{spec.source_bucket}/{{}} no longer exists: skipped ({{}})",
+                f"$.{SOURCE_KEY_FIELD}",
+                f"{ERROR_PATH}.Cause",
+            ),
+        },
+    }
+
+
+def prepare_dataset_states(spec: PipelineSpec) -> dict[str, State]:
+    """PrepareDataset: a Distributed Map over the manifest, child executions STANDARD, results written to S3, a few
+    photos not copied tolerated; then CountCopiedImages reads the map run's counts."""
+    return {
+        PREPARE_DATASET: prepare_dataset_state(spec),
+        COUNT_COPIED: sdk_task(
+            "sfn:describeMapRun",
+            {"MapRunArn.$": "$.dataset.MapRunArn"},
+            result_selector={
+                "images.$": "$.ItemCounts.Total",
+                "copied.$": "$.ItemCounts.Succeeded",
+                "notCopied.$": "$.ItemCounts.Failed",
             },
-            result_path=None,
-            retriers=[retry(ANY_ERROR, interval=1, attempts=5)],
-            catch=None,
-            next_state=None,
+            result_path="$.dataset.counts",
+            retriers=[retry(ANY_ERROR, interval=2, attempts=3)],
+            catch=NOTIFY_FAILURE,
+            next_state=CHOOSE_FEATURE_CACHE,
         ),
     }
 
 
 def prepare_dataset_state(spec: PipelineSpec) -> State:
-    """PrepareDataset: a Distributed Map over the manifest, child executions STANDARD, results written to S3."""
+    """The Distributed Map over the manifest."""
     return {
         "Type": "Map",
         "ItemReader": {
@@ -319,6 +370,7 @@ def prepare_dataset_state(spec: PipelineSpec) -> State:
             "States": copy_image_states(spec),
         },
         "MaxConcurrency": spec.copy_concurrency,
+        "ToleratedFailurePercentage": COPY_TOLERATED_FAILURE_PERCENT,
         "Label": MAP_LABEL,
         "ResultWriter": {
             "Resource": "arn:aws:states:::s3:putObject",
@@ -327,7 +379,7 @@ def prepare_dataset_state(spec: PipelineSpec) -> State:
         "ResultPath": "$.dataset",
         "Retry": [retry(("States.ItemReaderFailed", "States.ResultWriterFailed"), interval=10, attempts=2)],
         "Catch": [{"ErrorEquals": ["States.ALL"], "ResultPath": ERROR_PATH, "Next": NOTIFY_FAILURE}],
-        "Next": CHOOSE_FEATURE_CACHE,
+        "Next": COUNT_COPIED,
     }
 
 
@@ -383,7 +435,7 @@ def training_states(spec: PipelineSpec) -> dict[str, State]:
             TRAIN,
             parameters={
                 "hyperParameters.$": (
-                    "States.JsonMerge(States.JsonMerge($.tuning.TrainingJobDefinition.StaticHyperParameters, "
+                    f"States.JsonMerge(States.JsonMerge({requests.STATIC_HYPERPARAMETERS_PATH}, "
                     "$.tuning.BestTrainingJob.TunedHyperParameters, false), $.run.trainingOverrides, false)"
                 ),
                 "tunedHyperParameters.$": "$.tuning.BestTrainingJob.TunedHyperParameters",
@@ -653,7 +705,7 @@ def _console_link(spec: PipelineSpec) -> str:
 
 
 def notify_states(spec: PipelineSpec) -> dict[str, State]:
-    """Notify: SNS on success (then Succeed with the summary) and on any failure (then Fail with the cause)."""
+    """Notify: SNS on success (then end with the summary) and on any failure (then Fail with the cause)."""
     return {
         SUMMARIZE: pass_state(
             NOTIFY_SUCCESS,
@@ -666,6 +718,11 @@ def notify_states(spec: PipelineSpec) -> dict[str, State]:
                 "tuningJobName.$": "$.run.tuningJobName",
                 "trainingJobName.$": "$.run.trainingJobName",
                 "featureCache.$": "$.config.featureCache",
+                # Photos PrepareDataset could not copy (each listed with its error in the map run's results).
+                "imagesNotCopied.$": "$.dataset.counts.notCopied",
+                "datasetResults.$": format_string(
+                    "s3://{}/{}", "$.dataset.ResultWriterDetails.Bucket", "$.dataset.ResultWriterDetails.Key"
+                ),
                 "hyperParameters.$": "$.best.tunedHyperParameters",
                 "testAccuracy.$": TEST_ACCURACY_PATH,
                 "accuracyFloor.$": "$.gate.accuracyFloor",
@@ -676,6 +733,8 @@ def notify_states(spec: PipelineSpec) -> dict[str, State]:
                 },
                 "endpointUpdated.$": "$.existingEndpoint.exists",
                 "execution.$": "$$.Execution.Id",
+                # What every resource this execution created is tagged with (requests.RUN_TAG).
+                "runId.$": requests.RUN_ID_PATH,
                 "console.$": _console_link(spec),
             },
             result_path="$.summary",
@@ -692,7 +751,9 @@ def notify_states(spec: PipelineSpec) -> dict[str, State]:
             catch=NOTIFY_FAILURE,
             next_state=SUCCEEDED,
         ),
-        SUCCEEDED: {"Type": "Succeed", "OutputPath": "$.summary"},
+        # The execution's output is the summary. A Pass state ends with it: the States Language schemas that
+        # cfn-lint and other tools check allow no OutputPath on a Succeed state.
+        SUCCEEDED: {"Type": "Pass", "OutputPath": "$.summary", "End": True},
         NOTIFY_FAILURE: task(
             "arn:aws:states:::sns:publish",
             {
@@ -741,7 +802,7 @@ def pipeline_definition(spec: PipelineSpec) -> dict[str, Any]:
             ctx=spec.request_context,
             name_prefix=spec.name_prefix,
         ),
-        {PREPARE_DATASET: prepare_dataset_state(spec)},
+        prepare_dataset_states(spec),
         feature_cache_states(spec),
         training_states(spec),
         gate_states(),

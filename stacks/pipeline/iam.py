@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from stacks.permissions import Arns, Permission
+from stacks.pipeline.definition import MAP_LABEL
 from stacks.storage import CHANNEL_PREFIXES, CHECKPOINTS_PREFIX, JOBS_PREFIX, MANIFEST_KEY, MAP_RUNS_PREFIX
 
 SAGEMAKER_SERVICE = "sagemaker.amazonaws.com"
@@ -95,6 +96,7 @@ def state_machine_permissions(
             [arns.executions("/")],
             wildcard="MapChildExecutions",
         ),
+        Permission("CountCopiedImages", ["states:DescribeMapRun"], [arns.map_runs(MAP_LABEL)], wildcard="MapRuns"),
         # Tune and Train (.sync)
         Permission(
             "RunTuningJobs",
@@ -132,19 +134,23 @@ def state_machine_permissions(
             [sagemaker_role_arn],
             conditions={"StringEquals": {"iam:PassedToService": SAGEMAKER_SERVICE}},
         ),
-        # Deploy
+        # Deploy. ListTags beside AddTags on what each call creates, as AWS's generated policies for these
+        # integrations and aws-cdk-lib's SageMakerCreateModel/-EndpointConfig/-Endpoint tasks grant.
         Permission(
-            "CreateModels", ["sagemaker:CreateModel", "sagemaker:AddTags"], [models], wildcard="ExecutionNamedJobs"
+            "CreateModels",
+            ["sagemaker:CreateModel", "sagemaker:AddTags", "sagemaker:ListTags"],
+            [models],
+            wildcard="ExecutionNamedJobs",
         ),
         Permission(
             "CreateEndpointConfigs",
-            ["sagemaker:CreateEndpointConfig", "sagemaker:AddTags"],
+            ["sagemaker:CreateEndpointConfig", "sagemaker:AddTags", "sagemaker:ListTags"],
             [endpoint_configs],
             wildcard="ExecutionNamedJobs",
         ),
         Permission(
             "DeployEndpoint",
-            ["sagemaker:CreateEndpoint", "sagemaker:UpdateEndpoint", "sagemaker:AddTags"],
+            ["sagemaker:CreateEndpoint", "sagemaker:UpdateEndpoint", "sagemaker:AddTags", "sagemaker:ListTags"],
             [arns.endpoint, endpoint_configs],
             wildcard="ExecutionNamedJobs",
         ),

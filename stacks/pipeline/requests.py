@@ -23,7 +23,10 @@ INFERENCE_PROGRAM = "endpoint_inference.py"
 MODEL_CODE_DIR = "/opt/ml/model/code"
 CHECKPOINT_LOCAL_PATH = "/opt/ml/checkpoints"
 VARIANT_NAME = "AllTraffic"
-EXECUTION_TAG = "bincount:execution"
+# Every created resource is tagged with this execution's run id (the 12 hex digits in its name): an execution's own
+# name may hold characters SageMaker's tag values refuse ("retrain(2)"), its run id never does.
+RUN_TAG = "bincount:run"
+RUN_ID_PATH = "$.run.id"
 VOLUME_SIZE_GB = 30
 TUNING_CHANNELS: tuple[str, ...] = ("train", "valid")
 # The extraction job reads the photos of these channels; trials then read only FEATURES_CHANNEL, the final job
@@ -33,6 +36,7 @@ FEATURES_CHANNEL = "features"
 CACHED_TRAINING_PHOTO_CHANNELS: tuple[str, ...] = ("test",)
 # Where a job's channels come from (ChooseFeatureCache writes them): JSONPaths into the execution's JSON.
 TUNING_CHANNELS_PATH = "$.channels.tuning"
+STATIC_HYPERPARAMETERS_PATH = "$.run.staticHyperParameters"
 TRAINING_CHANNELS_PATH = "$.channels.training"
 # Trials on one instance with the cache (a head on features), on trainingInstanceCount without it.
 TUNING_INSTANCE_COUNT_PATH = "$.channels.tuningInstanceCount"
@@ -76,7 +80,7 @@ def _as_string(path: str) -> str:
 
 
 def _tags() -> list[dict[str, str]]:
-    return [{"Key": EXECUTION_TAG, "Value.$": "$$.Execution.Id"}]
+    return [{"Key": RUN_TAG, "Value.$": RUN_ID_PATH}]
 
 
 def tags() -> list[dict[str, str]]:
@@ -131,7 +135,10 @@ def _resources(instance_type_path: str, instance_count_path: str | None = None) 
 
 
 def static_hyperparameters(ctx: RequestContext) -> dict[str, str]:
-    """Hyperparameters every trial gets; the final job gets these merged with the tuned ones."""
+    """Hyperparameters every trial gets; the final job gets these merged with the tuned ones.
+
+    NameJobs renders them once into :data:`STATIC_HYPERPARAMETERS_PATH`, which Tune sends and PickBest merges.
+    """
     return {
         "epochs.$": _as_string("$.config.epochs"),
         "batch-size.$": _as_string("$.config.batchSize"),
@@ -174,7 +181,7 @@ def tuning_job(ctx: RequestContext) -> dict[str, Any]:
         "TrainingJobDefinition": {
             "AlgorithmSpecification": _algorithm("$.config.tuningImage"),
             "RoleArn": SAGEMAKER_ROLE_ARN,
-            "StaticHyperParameters": static_hyperparameters(ctx),
+            "StaticHyperParameters.$": STATIC_HYPERPARAMETERS_PATH,
             "InputDataConfig.$": TUNING_CHANNELS_PATH,
             "OutputDataConfig": {"S3OutputPath": s3_url(f"{JOBS_PREFIX}tuning/")},
             "ResourceConfig": _resources("$.config.tuningInstanceType", TUNING_INSTANCE_COUNT_PATH),
