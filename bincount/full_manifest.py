@@ -33,6 +33,8 @@ FULL_PREFIX = "full/"
 FULL_MANIFEST_KEY = f"{FULL_PREFIX}manifest.json"  # written last: its presence means the dataset is complete
 FULL_SUMMARY_KEY = f"{FULL_PREFIX}summary.json"
 DEFAULT_WORKERS = 64
+# The manifest job waits on S3, not on compute: the smallest general-purpose training instance.
+MANIFEST_INSTANCE_TYPE = "ml.m5.large"
 _METADATA_KEY = re.compile(r"^metadata/(?P<id>[0-9A-Za-z_-]+)\.json$")
 
 
