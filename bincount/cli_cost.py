@@ -110,8 +110,29 @@ def run_cost(args: argparse.Namespace) -> int:
     except (OSError, ValueError, CostError) as e:  # SettingsError and CostError are ValueErrors
         print(f"bincount cost: {e}", file=sys.stderr)
         return 2
+    warnings = runtime_warnings(comparison.ours, settings.max_runtime_seconds)
     if args.json:
-        print(json.dumps(comparison.to_json(), indent=2))
+        print(json.dumps({**comparison.to_json(), "warnings": warnings}, indent=2))
     else:
         print(format_table(comparison))
+    for warning in warnings:
+        print(f"bincount cost: warning: {warning}", file=sys.stderr)
     return 0
+
+
+def runtime_warnings(run: Any, max_runtime_seconds: int) -> list[str]:
+    """Jobs whose estimated run on each instance exceeds maxRuntimeSeconds (SageMaker would stop them)."""
+    hints = {
+        "ExtractFeatures": "more extractionInstanceCount or a GPU trainingInstanceType",
+        "Train": "more trainingInstanceCount or a GPU trainingInstanceType",
+        "Tune (trials)": "featureCache true or a larger tuningInstanceType",
+    }
+    found = []
+    for job in run.jobs:
+        seconds = job.hours * 3600 / (job.jobs * job.instances)
+        if job.step in hints and seconds > max_runtime_seconds:
+            found.append(
+                f"{job.step} needs about {seconds / 3600:.1f} h per instance, more than maxRuntimeSeconds "
+                f"({max_runtime_seconds} s): use {hints[job.step]}, or raise maxRuntimeSeconds (and maxWaitSeconds)"
+            )
+    return found

@@ -11,6 +11,7 @@ import pytest
 
 from bincount.metrics import RULE_NAMES, TUNING_OBJECTIVE, metric_definitions
 from stacks.pipeline import definition as d
+from stacks.pipeline import scale
 from stacks.pipeline.asl import PLACEHOLDERS, SAGEMAKER_API_ERRORS, format_string, to_json
 from stacks.settings import MAX_TUNING_JOB_NAME
 from tests.test_cdk_support import Synthesized, synthesized
@@ -122,6 +123,8 @@ def test_only_the_sagemaker_jobs_are_sync_and_the_rest_poll(asl: dict[str, Any])
         d.EXTRACT_FEATURES: "arn:aws:states:::sagemaker:createTrainingJob.sync",
         d.TUNE: "arn:aws:states:::sagemaker:createHyperParameterTuningJob.sync",
         d.TRAIN: "arn:aws:states:::sagemaker:createTrainingJob.sync",
+        scale.BUILD_FULL_MANIFEST: "arn:aws:states:::sagemaker:createTrainingJob.sync",
+        scale.EXTRACT_FEATURES_SHARDED: "arn:aws:states:::sagemaker:createTrainingJob.sync",
     }
     wait = asl["States"][d.WAIT_FOR_ENDPOINT]
     assert (wait["Type"], wait["SecondsPath"], wait["Next"]) == ("Wait", "$.config.endpointPollSeconds", d.COUNT_POLL)
@@ -196,8 +199,10 @@ def test_feature_cache_chooses_the_channels_of_trials_and_final_job(asl: dict[st
     assert states[d.PREPARE_DATASET]["Next"] == d.COUNT_COPIED
     assert states[d.COUNT_COPIED]["Next"] == d.CHOOSE_FEATURE_CACHE
     choose = states[d.CHOOSE_FEATURE_CACHE]
+    # (Before it, the scale-out rules, which the default settings match none of: tests/test_cdk_scale.py.)
     assert choose["Choices"] == [
-        {"Variable": "$.config.featureCache", "BooleanEquals": True, "Next": d.EXTRACT_FEATURES}
+        *scale.feature_cache_rules(),
+        {"Variable": "$.config.featureCache", "BooleanEquals": True, "Next": d.EXTRACT_FEATURES},
     ]
     assert choose["Default"] == d.USE_PHOTO_CHANNELS
     assert states[d.EXTRACT_FEATURES]["Next"] == d.USE_CACHED_FEATURES

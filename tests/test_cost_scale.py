@@ -111,3 +111,14 @@ def test_default_command_reports_the_subset(capsys: pytest.CaptureFixture[str]) 
 def test_command_refuses_bad_scale_settings(override: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["cost", "--set", override]) == 2
     assert override.split("=")[0] in capsys.readouterr().err
+
+
+def test_command_warns_when_a_job_would_outrun_max_runtime(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["cost", "--json", "--set", "dataset=full"]) == 0  # ExtractFeatures on one ml.m5.xlarge
+    captured = capsys.readouterr()
+    (warning,) = json.loads(captured.out)["warnings"]
+    assert warning.startswith("ExtractFeatures needs about") and "extractionInstanceCount" in warning
+    assert "warning: ExtractFeatures" in captured.err
+    fast = ["--set", "trainingInstanceType=ml.g4dn.xlarge", "--set", "extractionInstanceCount=4"]
+    assert main(["cost", "--json", "--set", "dataset=full", *fast]) == 0
+    assert json.loads(capsys.readouterr().out)["warnings"] == []

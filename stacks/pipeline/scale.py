@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bincount.full_manifest import FULL_MANIFEST_KEY, FULL_PREFIX, MANIFEST_INSTANCE_TYPE
+from bincount.full_manifest import FULL_MANIFEST_KEY, FULL_PREFIX, FULL_SUMMARY_KEY, MANIFEST_INSTANCE_TYPE
 from stacks.permissions import Arns, Permission
 from stacks.pipeline import requests
 from stacks.pipeline.asl import (
@@ -48,6 +48,7 @@ CHOOSE_DATASET = "ChooseDataset"
 CHECK_FULL_MANIFEST = "CheckFullManifest"
 FULL_MANIFEST_CACHED = "FullManifestCached"
 BUILD_FULL_MANIFEST = "BuildFullManifest"
+RECORD_FULL_DATASET = "RecordFullDataset"
 SHARD_FULL_DATASET = "ShardFullDataset"
 SHARD_SUBSET = "ShardSubset"
 EXTRACT_FEATURES_SHARDED = "ExtractFeaturesSharded"
@@ -108,7 +109,7 @@ def dataset_states(
         ),
         FULL_MANIFEST_CACHED: {
             "Type": "Choice",
-            "Choices": [{"Variable": "$.fullManifest.KeyCount", "NumericGreaterThan": 0, "Next": after}],
+            "Choices": [{"Variable": "$.fullManifest.KeyCount", "NumericGreaterThan": 0, "Next": RECORD_FULL_DATASET}],
             "Default": BUILD_FULL_MANIFEST,
         },
         BUILD_FULL_MANIFEST: sagemaker_task(
@@ -116,7 +117,17 @@ def dataset_states(
             manifest_job(ctx, name_prefix),
             result_path="$.fullManifest.job",
             catch=failure,
-            next_state=after,
+            next_state=RECORD_FULL_DATASET,
+        ),
+        # What the summary reports of the dataset, in PrepareDataset's shape: the counts are in full/summary.json
+        # (the manifest job's), not known to the execution, so null here.
+        RECORD_FULL_DATASET: pass_state(
+            after,
+            parameters={
+                "counts": {"images": None, "copied": None, "notCopied": None},
+                "ResultWriterDetails": {"Bucket": DATA_BUCKET, "Key": FULL_SUMMARY_KEY},
+            },
+            result_path="$.dataset",
         ),
     }
 
