@@ -61,6 +61,9 @@ def test_full_dataset_builds_the_manifest_once_extracts_sharded_and_trains_on_se
     assert run.entered(scale.CHECK_FULL_MANIFEST) and run.entered(scale.BUILD_FULL_MANIFEST)
     assert not run.entered(d.PREPARE_DATASET) and not run.entered(d.EXTRACT_FEATURES)
     assert run.copied == {}, "no photo goes through Step Functions"
+    # The summary points at the manifest job's counts instead of the copy map's.
+    assert run.output["datasetResults"] == f"s3://{BUCKET}/full/summary.json"
+    assert run.output["imagesNotCopied"] is None
     jobs = pipeline.training_jobs()
     assert set(jobs) == {"manifest", "features", "train"}
     manifest = valid_request("CreateTrainingJob", jobs["manifest"], REQUEST_FIELDS)
