@@ -238,10 +238,38 @@ def cache_files(channel_dir: str | Path, channel: str) -> list[Path]:
     return _shards(directory, channel)
 
 
+def load_shards(files: list[Path]) -> FeatureSet:
+    """Concatenate shards one at a time into one preallocated tensor: the full dataset's train features are ~4 GB,
+    and holding every shard plus their concatenation would need twice that (a trial's ml.m5.large has 8 GiB)."""
+    sizes, backbones, ids = [], set(), []
+    for path in files:  # a first pass for the sizes; shards are loaded again below, one at a time
+        part = FeatureSet.load(path)
+        sizes.append(len(part.targets))
+        backbones.add(part.backbone)
+        ids.extend(part.ids)
+        shape, dtype = part.features.shape[1:], part.features.dtype
+        del part
+    if len(backbones) != 1:
+        raise DataError(f"feature shards were made by different backbones: {sorted(backbones)}")
+    if len(set(ids)) != len(ids):
+        raise DataError("feature shards overlap: a photo was extracted by more than one host")
+    features = torch.empty((sum(sizes), *shape), dtype=dtype)
+    targets = torch.empty(sum(sizes), dtype=torch.long)
+    start, skipped = 0, 0
+    for path, size in zip(files, sizes, strict=True):
+        part = FeatureSet.load(path)
+        features[start : start + size] = part.features
+        targets[start : start + size] = part.targets
+        skipped += part.skipped
+        start += size
+        del part
+    return FeatureSet(features, targets, ids, backbones.pop(), skipped)
+
+
 def load_cache(channel_dir: str | Path, channel: str, backbone: nn.Module) -> FeatureSet:
     """Load a channel's cache (all its shards) and check it was made by this very backbone."""
     files = cache_files(channel_dir, channel)
-    cache = FeatureSet.concat([FeatureSet.load(p) for p in files])
+    cache = FeatureSet.load(files[0]) if len(files) == 1 else load_shards(files)
     if len(files) > 1:
         log.info("%s features: %d shards (%s)", channel, len(files), ", ".join(p.name for p in files))
     expected = backbone_fingerprint(backbone)

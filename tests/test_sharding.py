@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from bincount.data import DataError, scan_channel
-from bincount.features import FeatureSet, cache_files, load_cache
+from bincount.features import FeatureSet, cache_files, load_cache, load_shards
 from bincount.jobs import JobResult, run_job
 from bincount.model import ModelConfig, build_model
 from bincount.sharding import REPLICATED, SHARDED, ShardPlan, loader_workers, plan_from_env
@@ -118,6 +118,26 @@ def test_overlapping_shards_are_refused(single: JobResult, tmp_path: Path) -> No
         cache.save(tmp_path / f"valid.{host}.features.pt")
     with pytest.raises(DataError, match="overlap"):
         FeatureSet.concat([FeatureSet.load(p) for p in cache_files(tmp_path, "valid")])
+    with pytest.raises(DataError, match="overlap"):
+        load_shards(cache_files(tmp_path, "valid"))
+
+
+def test_shards_load_into_one_set_in_host_order(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    parts = [
+        FeatureSet(torch.randn(n, 2, 8), torch.randint(0, 5, (n,)), [f"{h}-{i}" for i in range(n)], "abc", skipped=h)
+        for h, n in ((1, 3), (2, 5))
+    ]
+    for h, part in enumerate(parts, start=1):
+        part.save(tmp_path / f"train.algo-{h}.features.pt")
+    loaded = load_shards(cache_files(tmp_path, "train"))
+    expected = FeatureSet.concat(parts)
+    assert torch.equal(loaded.features, expected.features) and torch.equal(loaded.targets, expected.targets)
+    assert (loaded.ids, loaded.backbone, loaded.skipped) == (expected.ids, "abc", 3)
+    parts[1].backbone = "other"
+    parts[1].save(tmp_path / "train.algo-2.features.pt")
+    with pytest.raises(DataError, match="different backbones"):
+        load_shards(cache_files(tmp_path, "train"))
 
 
 def test_plan_reads_sagemakers_variables() -> None:
