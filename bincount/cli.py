@@ -17,6 +17,8 @@ COMMANDS: tuple[tuple[str, str], ...] = (
     ("bincount.cli_serving", "add_count_command"),
     ("bincount.cli_serving", "add_invoke_command"),
     ("bincount.cli_cost", "add_cost_command"),
+    ("bincount.cli_deploy", "add_deploy_command"),
+    ("bincount.cli_captured", "add_captured_command"),
     ("bincount.serve", "add_serve_command"),
 )
 

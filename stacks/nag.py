@@ -42,7 +42,16 @@ WILDCARDS: dict[str, str] = {
     "Endpoints/<name>) and one log stream per job or instance, named at run time.",
     "NoResourceLevelPermissions": "These actions do not support resource-level permissions (IAM requires "
     "Resource *): ecr:GetAuthorizationToken, cloudwatch:PutMetricData (limited by a namespace condition), "
-    "sagemaker:List*, X-Ray and CloudWatch Logs delivery.",
+    "sagemaker:List*, application-autoscaling:Describe*, cloudwatch:DescribeAlarms, X-Ray and CloudWatch Logs "
+    "delivery.",
+    "ModelVersions": "Model package versions are numbered by SageMaker as they are registered "
+    "(model-package/<group>/<version>): every version of the stack's own group.",
+    "AutoscalingTargets": "Application Auto Scaling names scalable targets and their target-tracking alarms at run "
+    "time (the alarms TargetTracking-endpoint/<endpoint>/variant/AllTraffic-*); its actions take no other resource.",
+    "DeployExecutions": "The pipeline waits for (.sync:2), and the cleanup stops, deployment executions, whose "
+    "names are drawn per execution.",
+    "CapturedRequests": "The endpoint writes captured requests and responses under capture/<endpoint>/<variant>/"
+    "<date>/<hour>/, one object per batch named by SageMaker.",
     "PipelineExecutions": "The cleanup stops whichever executions of the pipeline are running at destroy time; "
     "their names are drawn per execution.",
 }

@@ -186,6 +186,7 @@ def _one_of(choices: tuple[str, ...]) -> Callable[[Any], str]:
 
 SERVING_IMAGES: tuple[str, ...] = ("project", "prebuilt")
 DATASETS: tuple[str, ...] = ("subset", "full")
+APPROVAL_MODES: tuple[str, ...] = ("auto", "manual")
 _INSTANCE = _matching(_INSTANCE_TYPE, "a SageMaker instance type such as ml.m5.xlarge")
 
 
@@ -377,6 +378,54 @@ class Settings:
         runtime=True,
     )
 
+    # --- model lifecycle (DESIGN.md §10) -----------------------------------------------------------------------
+    approval: str = setting(
+        "approval",
+        "auto",
+        _one_of(APPROVAL_MODES),
+        "Every trained model is registered in the stack's model package group. 'auto' approves it when the quality "
+        "gate passes (rejects it, with the cause, when not) and deploys it; 'manual' registers it "
+        "PendingManualApproval and deploys it once a person approves it.",
+        runtime=True,
+    )
+    min_instances: int = setting(
+        "minInstances",
+        1,
+        _between(1, 100, _integer),
+        "Endpoint instances a deployment starts with, and the autoscaling floor.",
+        runtime=True,
+    )
+    max_instances: int = setting(
+        "maxInstances",
+        1,
+        _between(1, 100, _integer),
+        "Above minInstances: target-tracking autoscaling on invocations per instance up to this many instances; "
+        "the API's usage plan scales with it.",
+        runtime=True,
+    )
+    data_capture_percent: int = setting(
+        "dataCapturePercent",
+        0,
+        _between(0, 100, _integer),
+        "Share of requests (and responses) the endpoint captures to the data bucket under capture/ (0 = off: "
+        "photos are customers' data, opt in).",
+        runtime=True,
+    )
+    bake_minutes: int = setting(
+        "bakeMinutes",
+        10,
+        _between(0, 60, _integer),
+        "Blue/green endpoint updates keep the old fleet this long under the rollback alarms before finishing "
+        "(fixed at deploy: Step Functions cannot multiply minutes into the request's seconds).",
+    )
+    invocations_per_instance: int = setting(
+        "invocationsPerInstance",
+        120,
+        _between(1, 100000, _integer),
+        "Autoscaling target: invocations per instance per minute (about 2 per second: what one ml.t2.medium serves).",
+        runtime=True,
+    )
+
     # --- dataset ------------------------------------------------------------------------------------------------
     max_images_per_count: int | None = setting(
         "maxImagesPerCount",
@@ -425,13 +474,20 @@ class Settings:
         "apiRateLimit",
         5.0,
         _between(0.1, 10000, _number),
-        "API requests per second (steady), sized for one ml.t2.medium.",
+        "API requests per second (steady) per endpoint instance, sized for one ml.t2.medium; the API allows it "
+        "times maxInstances.",
     )
     api_burst_limit: int = setting(
-        "apiBurstLimit", 10, _between(1, 5000, _integer), "API requests allowed in a burst above the steady rate."
+        "apiBurstLimit",
+        10,
+        _between(1, 5000, _integer),
+        "API requests allowed in a burst above the steady rate, per endpoint instance (times maxInstances).",
     )
     api_daily_quota: int = setting(
-        "apiDailyQuota", 10000, _between(1, 10_000_000, _integer), "API requests per day for the API key."
+        "apiDailyQuota",
+        10000,
+        _between(1, 10_000_000, _integer),
+        "API requests per day for the API key, per endpoint instance (times maxInstances).",
     )
     log_retention_days: int = setting("logRetentionDays", 30, _log_retention, "Retention of the app's log groups.")
 
@@ -457,6 +513,10 @@ class Settings:
                 f"{self.framework_version!r}: set frameworkVersion to one of {', '.join(SMDEBUG_FRAMEWORK_VERSIONS)} "
                 "(with pyVersion py310), or sagemakerDebugger to false (the training code's own rules run anyway)"
             )
+        if self.min_instances > self.max_instances:
+            raise SettingsError(
+                f"setting 'minInstances' ({self.min_instances}) must not exceed 'maxInstances' ({self.max_instances})"
+            )
         if self.max_wait_seconds < self.max_runtime_seconds:
             raise SettingsError(
                 f"setting 'maxWaitSeconds' ({self.max_wait_seconds}) must be at least "
@@ -480,6 +540,16 @@ class Settings:
     @property
     def state_machine_name(self) -> str:
         return f"{self.name_prefix}-pipeline"
+
+    @property
+    def deploy_state_machine_name(self) -> str:
+        """The deployment state machine (registered, approved model package -> endpoint)."""
+        return f"{self.name_prefix}-deploy"
+
+    @property
+    def model_package_group_name(self) -> str:
+        """The model registry's group every trained model is registered in."""
+        return f"{self.name_prefix}-models"
 
 
 @dataclass(frozen=True)

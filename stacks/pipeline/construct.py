@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from aws_cdk import ArnFormat, Stack
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_s3_assets as s3_assets
@@ -50,6 +51,14 @@ class TrainingPipeline(Construct):
     ) -> None:
         super().__init__(scope, construct_id)
         arns = Arns(self, settings)
+        # The deployment state machine (stacks.lifecycle) by its name: it is created after this construct, whose
+        # SageMaker role it passes to its models; the stack makes this state machine depend on it.
+        self.deploy_state_machine_arn = Stack.of(self).format_arn(
+            service="states",
+            resource="stateMachine",
+            resource_name=settings.deploy_state_machine_name,
+            arn_format=ArnFormat.COLON_RESOURCE_NAME,
+        )
 
         self.sagemaker_role = iam.Role(
             self,
@@ -90,6 +99,10 @@ class TrainingPipeline(Construct):
                     bucket_arn=bucket.bucket_arn,
                     sagemaker_role_arn=self.sagemaker_role.role_arn,
                     topic_arn=topic.topic_arn,
+                    model_package_group_arn=arns.sagemaker("model-package-group", settings.model_package_group_name),
+                    model_versions_arn=arns.sagemaker("model-package", f"{settings.model_package_group_name}/*"),
+                    deploy_state_machine_arn=self.deploy_state_machine_arn,
+                    deploy_executions_arn=self._deploy_executions_arn(settings),
                 ),
                 *scale.state_machine_permissions(arns, bucket_arn=bucket.bucket_arn),
             ],
@@ -108,6 +121,7 @@ class TrainingPipeline(Construct):
             source_bucket=SOURCE_BUCKET,
             defaults=pipeline_defaults(settings, images),
             copy_concurrency=settings.copy_concurrency,
+            model_package_group=settings.model_package_group_name,
             debugger_rules_image=images.debugger_rules.uri if images.debugger_rules else None,
         )
         self.definition = pipeline_definition(spec)
@@ -123,6 +137,7 @@ class TrainingPipeline(Construct):
                 "NotificationTopicArn": topic.topic_arn,
                 "TrainingSourceUrl": source.s3_object_url,
                 "InferenceImage": serving.uri,
+                "DeployStateMachineArn": self.deploy_state_machine_arn,
             },
             role=self.role,
             logs=sfn.LogOptions(destination=self.log_group, level=sfn.LogLevel.ALL, include_execution_data=True),
@@ -131,3 +146,11 @@ class TrainingPipeline(Construct):
         self.state_machine.node.add_dependency(policy)
         # CDK adds the log delivery and X-Ray statements (Resource "*") to the role's default policy.
         suppress_wildcards(self.role, [NagWildcard("Resource", "*", "NoResourceLevelPermissions")])
+
+    def _deploy_executions_arn(self, settings: Settings) -> str:
+        return Stack.of(self).format_arn(
+            service="states",
+            resource="execution",
+            resource_name=f"{settings.deploy_state_machine_name}:*",
+            arn_format=ArnFormat.COLON_RESOURCE_NAME,
+        )
