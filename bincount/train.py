@@ -535,6 +535,11 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
         default=_env("SM_CHANNEL_FEATURES"),
         help="cached backbone features from extract_features.py: train on them instead of the photos",
     )
+    io.add_argument(
+        "--features-output",
+        default=None,
+        help="extraction: also write each host's feature shard here (an s3:// prefix or a folder; default: none)",
+    )
     io.add_argument("--model-dir", default=_env("SM_MODEL_DIR"), help="where the model artifact goes")
     io.add_argument(
         "--output-data-dir", default=_env("SM_OUTPUT_DATA_DIR", "output"), help="where evaluation.json and the plots go"

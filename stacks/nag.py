@@ -27,6 +27,9 @@ WILDCARDS: dict[str, str] = {
     "MapRunResults": "The Distributed Map writes its results under map-runs/<map run id>/, named at run time.",
     "JobOutputs": "SageMaker jobs write outputs, Debugger and Profiler data under jobs/ and checkpoints/, in "
     "folders named after each job, which the execution names.",
+    "FullDataset": "With dataset: full, BuildFullManifest reads every metadata/ object of the public ABID bucket and "
+    "copies the bin-images/ photos it keeps into full/ of the data bucket, where the jobs read them; names come from "
+    "the public bucket's listing.",
     "ChannelReads": "Training jobs read every image of their channels (train/, valid/, test/).",
     "ExecutionNamedJobs": "Each execution names its jobs, models and endpoint configs <prefix>-<kind>-<run id>; "
     "the run id is drawn at run time, so the ARN ends in a wildcard after the fixed prefix.",

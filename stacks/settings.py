@@ -197,6 +197,7 @@ def _one_of(choices: tuple[str, ...]) -> Callable[[Any], str]:
 
 
 SERVING_IMAGES: tuple[str, ...] = ("project", "prebuilt")
+DATASETS: tuple[str, ...] = ("subset", "full")
 APPROVAL_MODES: tuple[str, ...] = ("auto", "manual")
 _INSTANCE = _matching(_INSTANCE_TYPE, "a SageMaker instance type such as ml.m5.xlarge")
 
@@ -444,6 +445,28 @@ class Settings:
         _at_least(1, _optional_integer),
         "Dataset subset: at most this many images per object count (a stratified sample of file_list.json); "
         "null uses all 10,441.",
+    )
+    dataset: str = setting(
+        "dataset",
+        "subset",
+        _one_of(DATASETS),
+        "'subset': file_list.json's 10,441 images (maxImagesPerCount applies); 'full': every ABID image with 1..5 "
+        "objects, its manifest built in the cloud from the public metadata once (BuildFullManifest) and reused.",
+        runtime=True,
+    )
+    extraction_instance_count: int = setting(
+        "extractionInstanceCount",
+        1,
+        _between(1, 100, _integer),
+        "Instances of the feature-extraction job, each extracting its own shard of the photos (ShardedByS3Key).",
+        runtime=True,
+    )
+    training_instance_count: int = setting(
+        "trainingInstanceCount",
+        1,
+        _between(1, 100, _integer),
+        "Instances of the final training job (data parallel), and of every trial too when featureCache is false.",
+        runtime=True,
     )
     copy_concurrency: int = setting(
         "copyConcurrency",

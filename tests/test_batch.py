@@ -39,11 +39,11 @@ def expected_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def expected_metadata(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """ABID metadata documents, in the public bucket's shape (``EXPECTED_QUANTITY`` among other keys)."""
-    folder = tmp_path_factory.mktemp("metadata")
-    for key, value in LABELS.items():
-        (folder / f"{key}.json").write_text(json.dumps({"BIN_FCSKU_DATA": {}, "EXPECTED_QUANTITY": value}))
+def expected_metadata() -> Path:
+    """The real ABID metadata vendored with the sample (``EXPECTED_QUANTITY`` among the bin's item data), including
+    documents of photos that are not in the shift."""
+    folder = SAMPLE_DIR / "metadata"
+    assert {p.stem for p in PHOTOS} < {p.stem for p in folder.glob("*.json")}
     return folder
 
 

@@ -11,7 +11,7 @@ import pytest
 
 from bincount.metrics import RULE_NAMES, TUNING_OBJECTIVE, metric_definitions
 from stacks.pipeline import definition as d
-from stacks.pipeline import deploy
+from stacks.pipeline import deploy, scale
 from stacks.pipeline import registry as r
 from stacks.pipeline.asl import PLACEHOLDERS, SAGEMAKER_API_ERRORS, format_string, to_json
 from stacks.settings import MAX_TUNING_JOB_NAME
@@ -127,6 +127,8 @@ def test_only_the_sagemaker_jobs_are_sync_and_the_rest_poll(asl: dict[str, Any])
         d.EXTRACT_FEATURES: "arn:aws:states:::sagemaker:createTrainingJob.sync",
         d.TUNE: "arn:aws:states:::sagemaker:createHyperParameterTuningJob.sync",
         d.TRAIN: "arn:aws:states:::sagemaker:createTrainingJob.sync",
+        scale.BUILD_FULL_MANIFEST: "arn:aws:states:::sagemaker:createTrainingJob.sync",
+        scale.EXTRACT_FEATURES_SHARDED: "arn:aws:states:::sagemaker:createTrainingJob.sync",
     }
     # The deployment is waited for (.sync:2: its output as JSON); inside it the endpoint is polled.
     assert asl["States"][r.START_DEPLOYMENT]["Resource"] == "arn:aws:states:::states:startExecution.sync:2"
@@ -209,8 +211,10 @@ def test_feature_cache_chooses_the_channels_of_trials_and_final_job(asl: dict[st
     assert states[d.PREPARE_DATASET]["Next"] == d.COUNT_COPIED
     assert states[d.COUNT_COPIED]["Next"] == d.CHOOSE_FEATURE_CACHE
     choose = states[d.CHOOSE_FEATURE_CACHE]
+    # (Before it, the scale-out rules, which the default settings match none of: tests/test_cdk_scale.py.)
     assert choose["Choices"] == [
-        {"Variable": "$.config.featureCache", "BooleanEquals": True, "Next": d.EXTRACT_FEATURES}
+        *scale.feature_cache_rules(),
+        {"Variable": "$.config.featureCache", "BooleanEquals": True, "Next": d.EXTRACT_FEATURES},
     ]
     assert choose["Default"] == d.USE_PHOTO_CHANNELS
     assert states[d.EXTRACT_FEATURES]["Next"] == d.USE_CACHED_FEATURES

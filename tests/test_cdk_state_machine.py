@@ -55,6 +55,7 @@ from bincount.metrics import IMAGES_PER_SECOND, RULE_NAMES, TEST_ACCURACY, TUNIN
 from stacks.pipeline import definition as d
 from stacks.pipeline import deploy as dp
 from stacks.pipeline import registry as r
+from stacks.pipeline import scale
 from stacks.pipeline.asl import to_json
 from stacks.pipeline.requests import DEBUGGER_RULES, RUN_TAG
 from stacks.storage import MANIFEST_KEY
@@ -165,6 +166,18 @@ def features_describe() -> dict[str, Any]:
     }
 
 
+def manifest_describe() -> dict[str, Any]:
+    """DescribeTrainingJob of a completed BuildFullManifest job (dataset: full)."""
+    return {
+        "TrainingJobName": "bincount-manifest-recorded",
+        "TrainingJobArn": f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:training-job/bincount-manifest-recorded",
+        "TrainingJobStatus": "Completed",
+        "SecondaryStatus": "Completed",
+        "HyperParameters": {"sagemaker_program": "build_manifest.py", "bucket": BUCKET},
+        "BillableTimeInSeconds": 2170,
+    }
+
+
 def training_describe(test_accuracy: float, rule_issues: tuple[str, ...] = ()) -> dict[str, Any]:
     """DescribeTrainingJob of a completed final job whose test accuracy was ``test_accuracy`` and whose in-process
     rules ``rule_issues`` found issues (their last ``rule:<Name>`` metric is 1, the others' 0)."""
@@ -221,6 +234,8 @@ def moto_definition(synth: Synthesized, *, test_accuracy: float, rule_issues: tu
         d.EXTRACT_FEATURES: features_describe(),
         d.TUNE: tuning_describe(),
         d.TRAIN: training_describe(test_accuracy, rule_issues),
+        scale.EXTRACT_FEATURES_SHARDED: features_describe(),
+        scale.BUILD_FULL_MANIFEST: manifest_describe(),
     }
     sync_states = [name for name, state in asl["States"].items() if state.get("Resource", "").endswith(".sync")]
     assert sorted(sync_states) == sorted(recorded)
@@ -695,7 +710,8 @@ def test_every_task_state_sends_requests_aws_accepts_whatever_the_execution_is_c
     runs = (created, updated, rejected)
     # (The deployments they waited for sent theirs, checked the same way.)
     synth = synthesized()
-    training = task_states(deployed_definition(synth)["States"])
+    # (The scale-out states, entered only with dataset: full or several instances: tests/test_cdk_scale.py.)
+    training = task_states(deployed_definition(synth)["States"]) - set(scale.TASK_STATES)
     deployment = task_states(json.loads(synth.state_machine("Lifecycle")["Properties"]["DefinitionString"])["States"])
     sent = {r.state for run in runs for r in run.requests}
     assert training <= sent <= training | deployment

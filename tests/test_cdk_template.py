@@ -104,6 +104,18 @@ SAGEMAKER_ROLE_STATEMENTS = {
         ["*"],
         {"StringLike": {"cloudwatch:namespace": ["/aws/sagemaker/*", "aws/sagemaker/*"]}},
     ),
+    # dataset: full (BuildFullManifest, and the jobs reading full/)
+    "ListPublicMetadata": (
+        ["s3:ListBucket"],
+        [f"arn:{PARTITION}:s3:::aft-vbi-pds"],
+        {"StringLike": {"s3:prefix": ["metadata/*"]}},
+    ),
+    "ReadPublicDataset": (
+        ["s3:GetObject"],
+        [f"arn:{PARTITION}:s3:::aft-vbi-pds/bin-images/*", f"arn:{PARTITION}:s3:::aft-vbi-pds/metadata/*"],
+        {},
+    ),
+    "ReadWriteFullDataset": (["s3:GetObject", "s3:PutObject"], [f"{BUCKET}/full/*"], {}),
 }
 
 STATE_MACHINE_STATEMENTS = {
@@ -173,6 +185,19 @@ STATE_MACHINE_STATEMENTS = {
         {},
     ),
     "Notify": (["sns:Publish"], ["<NotificationsTopic>"], {}),
+    # dataset: full
+    "CheckFullManifest": (["s3:ListBucket"], [BUCKET], {"StringLike": {"s3:prefix": ["full/manifest.json"]}}),
+    "RunManifestJob": (
+        [
+            "sagemaker:AddTags",
+            "sagemaker:CreateTrainingJob",
+            "sagemaker:DescribeTrainingJob",
+            "sagemaker:ListTags",
+            "sagemaker:StopTrainingJob",
+        ],
+        [f"{SAGEMAKER}:training-job/bincount-manifest-*"],
+        {},
+    ),
 }
 
 HANDLER_STATEMENTS = {

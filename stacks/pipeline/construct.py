@@ -16,6 +16,7 @@ from stacks.images import ContainerImages
 from stacks.log_groups import log_group
 from stacks.nag import NagWildcard, suppress_wildcards
 from stacks.permissions import Arns, attach
+from stacks.pipeline import scale
 from stacks.pipeline.asl import INFERENCE_IMAGE, to_json
 from stacks.pipeline.definition import PipelineSpec, pipeline_definition
 from stacks.pipeline.iam import sagemaker_execution_permissions, state_machine_permissions
@@ -66,20 +67,21 @@ class TrainingPipeline(Construct):
             description="Runs the bincount tuning trials, training job, Debugger rules and endpoint model.",
         )
         sagemaker_policy = iam.Policy(self, "SageMakerAccess", roles=[self.sagemaker_role])
+        source_object_arn = bucket.stack.format_arn(
+            service="s3", region="", account="", resource=source.s3_bucket_name, resource_name=source.s3_object_key
+        )
+        public_bucket_arn = bucket.stack.format_arn(service="s3", region="", account="", resource=SOURCE_BUCKET)
         attach(
             sagemaker_policy,
-            sagemaker_execution_permissions(
-                arns,
-                bucket_arn=bucket.bucket_arn,
-                repositories=[*(i.arn(arns) for i in images.all()), serving.repository_arn],
-                source_object_arn=bucket.stack.format_arn(
-                    service="s3",
-                    region="",
-                    account="",
-                    resource=source.s3_bucket_name,
-                    resource_name=source.s3_object_key,
+            [
+                *sagemaker_execution_permissions(
+                    arns,
+                    bucket_arn=bucket.bucket_arn,
+                    repositories=[*(i.arn(arns) for i in images.all()), serving.repository_arn],
+                    source_object_arn=source_object_arn,
                 ),
-            ),
+                *scale.execution_permissions(bucket_arn=bucket.bucket_arn, public_bucket_arn=public_bucket_arn),
+            ],
         )
 
         self.role = iam.Role(
@@ -91,16 +93,19 @@ class TrainingPipeline(Construct):
         policy = iam.Policy(self, "StateMachineAccess", roles=[self.role])
         attach(
             policy,
-            state_machine_permissions(
-                arns,
-                bucket_arn=bucket.bucket_arn,
-                sagemaker_role_arn=self.sagemaker_role.role_arn,
-                topic_arn=topic.topic_arn,
-                model_package_group_arn=arns.sagemaker("model-package-group", settings.model_package_group_name),
-                model_versions_arn=arns.sagemaker("model-package", f"{settings.model_package_group_name}/*"),
-                deploy_state_machine_arn=self.deploy_state_machine_arn,
-                deploy_executions_arn=self._deploy_executions_arn(settings),
-            ),
+            [
+                *state_machine_permissions(
+                    arns,
+                    bucket_arn=bucket.bucket_arn,
+                    sagemaker_role_arn=self.sagemaker_role.role_arn,
+                    topic_arn=topic.topic_arn,
+                    model_package_group_arn=arns.sagemaker("model-package-group", settings.model_package_group_name),
+                    model_versions_arn=arns.sagemaker("model-package", f"{settings.model_package_group_name}/*"),
+                    deploy_state_machine_arn=self.deploy_state_machine_arn,
+                    deploy_executions_arn=self._deploy_executions_arn(settings),
+                ),
+                *scale.state_machine_permissions(arns, bucket_arn=bucket.bucket_arn),
+            ],
         )
 
         self.log_group = log_group(

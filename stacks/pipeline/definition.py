@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bincount.metrics import RULE_PREFIX, TEST_ACCURACY
-from stacks.pipeline import registry, requests
+from stacks.pipeline import registry, requests, scale
 from stacks.pipeline.asl import (
     ANY_ERROR,
     DATA_BUCKET,
@@ -135,6 +135,8 @@ _NUMERIC_SETTINGS: tuple[str, ...] = (
     "maxWaitSeconds",
     "endpointPollSeconds",
     "endpointMaxPolls",
+    "extractionInstanceCount",
+    "trainingInstanceCount",
     "minInstances",
     "maxInstances",
     "dataCapturePercent",
@@ -147,6 +149,7 @@ _STRING_SETTINGS: tuple[str, ...] = (
     "tuningImage",
     "trainingImage",
     "inferenceImage",
+    "dataset",
     "approval",
 )
 _BOOLEAN_SETTINGS: tuple[str, ...] = ("useSpot", "featureCache", "stopOnTrainingIssues")
@@ -202,6 +205,7 @@ def settings_states(spec: PipelineSpec) -> dict[str, State]:
                 "Or": [{"Variable": "$.config.approval", "StringEquals": mode} for mode in APPROVAL_MODES],
             }
         },
+        *scale.invalid_scale_rules(),
     ]
     prefix = spec.name_prefix
     return {
@@ -227,7 +231,8 @@ def settings_states(spec: PipelineSpec) -> dict[str, State]:
             "stopOnTrainingIssues true or false, instance "
             "types and images strings, every ...Min below its ...Max, tuningMaxParallelJobs <= tuningMaxJobs and "
             "maxWaitSeconds >= maxRuntimeSeconds, 1 <= minInstances <= maxInstances, dataCapturePercent 0..100, "
-            "approval auto or manual. Settings after applying defaults: {}",
+            "approval auto or manual, dataset subset or full and the instance counts "
+            f"from 1 to {scale.MAX_INSTANCE_COUNT}. Settings after applying defaults: {{}}",
             "States.JsonToString($.config)",
             next_state=NOTIFY_FAILURE,
         ),
@@ -255,7 +260,7 @@ def settings_states(spec: PipelineSpec) -> dict[str, State]:
             "Default": USE_ON_DEMAND,
         },
         USE_SPOT: pass_state(
-            PREPARE_DATASET,
+            scale.CHOOSE_DATASET,
             parameters={
                 "spot": True,
                 "stoppingCondition": {
@@ -266,7 +271,7 @@ def settings_states(spec: PipelineSpec) -> dict[str, State]:
             result_path="$.capacity",
         ),
         USE_ON_DEMAND: pass_state(
-            PREPARE_DATASET,
+            scale.CHOOSE_DATASET,
             parameters={"spot": False, "stoppingCondition": {"MaxRuntimeInSeconds.$": "$.config.maxRuntimeSeconds"}},
             result_path="$.capacity",
         ),
@@ -383,9 +388,13 @@ def feature_cache_states(spec: PipelineSpec) -> dict[str, State]:
     return {
         CHOOSE_FEATURE_CACHE: {
             "Type": "Choice",
-            "Choices": [{"Variable": "$.config.featureCache", "BooleanEquals": True, "Next": EXTRACT_FEATURES}],
+            "Choices": [
+                *scale.feature_cache_rules(),
+                {"Variable": "$.config.featureCache", "BooleanEquals": True, "Next": EXTRACT_FEATURES},
+            ],
             "Default": USE_PHOTO_CHANNELS,
         },
+        **scale.feature_states(tune=TUNE, failure=NOTIFY_FAILURE, ctx=spec.request_context),
         EXTRACT_FEATURES: sagemaker_task(
             "createTrainingJob.sync",
             requests.feature_extraction_job(spec.request_context),
@@ -660,6 +669,13 @@ def pipeline_definition(spec: PipelineSpec) -> dict[str, Any]:
     states: dict[str, State] = {}
     for part in (
         settings_states(spec),
+        scale.dataset_states(
+            prepare_subset=PREPARE_DATASET,
+            after=CHOOSE_FEATURE_CACHE,
+            failure=NOTIFY_FAILURE,
+            ctx=spec.request_context,
+            name_prefix=spec.name_prefix,
+        ),
         prepare_dataset_states(spec),
         feature_cache_states(spec),
         training_states(spec),
