@@ -34,7 +34,16 @@ from bincount.evaluation import evaluate_counts, write_evaluation
 from bincount.features import CachedViews, load_cache
 from bincount.labels import NUM_CLASSES, index_to_count
 from bincount.metrics import TEST_ACCURACY, TEST_RMSE, TRAIN_LOSS, VALID_ACCURACY, VALID_LOSS, format_metric
-from bincount.model import HEADS, BinCountNet, ModelConfig, PretrainedWeightsUnavailable, build_model, save_model
+from bincount.model import (
+    HEADS,
+    BinCountNet,
+    ModelConfig,
+    PretrainedWeightsUnavailable,
+    build_head,
+    build_model,
+    empty_model,
+    save_model,
+)
 from bincount.quantize import CALIBRATION_IMAGES, save_int8_backbone
 from bincount.review import DEFAULT_TARGET_ACCURACY, ReviewPolicy, calibrate
 from bincount.transforms import eval_transform, train_transform
@@ -332,7 +341,9 @@ def _run(args: argparse.Namespace, device: torch.device, *, final: bool) -> int:
         log.info(format_metric(VALID_ACCURACY, history.valid_accuracy[best]))
         if final:
             assert test_loader is not None
-            _finish(net, config, test_loader, criterion, device, history, args, hook, monitor, (trained, valid_loader))
+            # A Debugger hook counts every pass of the module it watches: the review's validation pass runs on a copy.
+            reviewed = trained if hook is None else _unhooked_copy(trained, config, cached, device)
+            _finish(net, config, test_loader, criterion, device, history, args, hook, monitor, (reviewed, valid_loader))
         debugger.close(hook)
         return 0
     finally:
@@ -363,7 +374,7 @@ def _finish(
     )
     report = evaluate_counts([index_to_count(t) for t, _ in pairs], [index_to_count(p) for _, p in pairs])
     report["loss"] = test_stats.loss
-    policy, report["review"] = _fit_review(*validation, criterion, device, test_logits, [t for t, _ in pairs], args)
+    policy, report["review"] = _fit_review(*validation, device, test_logits, [t for t, _ in pairs], args)
     log.info(format_metric(TEST_ACCURACY, float(report["accuracy"])))
     log.info(format_metric(TEST_RMSE, float(report["rmse"])))
     output_dir = Path(args.output_data_dir)
@@ -381,10 +392,16 @@ def _finish(
     log.info("model artifact written to %s; evaluation and plots to %s", args.model_dir, output_dir)
 
 
+def _unhooked_copy(module: nn.Module, config: ModelConfig, cached: bool, device: torch.device) -> nn.Module:
+    """The selected weights in a module no hook watches (the head alone when training read cached features)."""
+    fresh = build_head(config) if cached else empty_model(config)
+    fresh.load_state_dict(module.state_dict())
+    return fresh.to(device).eval()
+
+
 def _fit_review(
     model: nn.Module,
     valid_loader: DataLoader,
-    criterion: nn.Module,
     device: torch.device,
     test_logits: list[list[float]],
     test_targets: list[int],
@@ -393,7 +410,8 @@ def _fit_review(
     """Temperature and review threshold on the validation channel (this process's shard), reported on the test set."""
     pairs: list[tuple[int, int]] = []
     valid_logits: list[list[float]] = []
-    evaluate(model, valid_loader, criterion, device, predictions=pairs, reduce=False, logits=valid_logits)
+    # A loss module of its own: the training criterion may carry a Debugger hook too.
+    evaluate(model, valid_loader, nn.CrossEntropyLoss(), device, predictions=pairs, reduce=False, logits=valid_logits)
     policy, review = calibrate(
         valid_logits,
         [t for t, _ in pairs],
