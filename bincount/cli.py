@@ -20,6 +20,7 @@ COMMANDS: tuple[tuple[str, str], ...] = (
     ("bincount.cli_deploy", "add_deploy_command"),
     ("bincount.cli_captured", "add_captured_command"),
     ("bincount.serve", "add_serve_command"),
+    ("bincount.cli_batch", "add_batch_command"),
 )
 
 

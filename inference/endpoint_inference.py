@@ -17,6 +17,11 @@ Two paths, the same answers (tests/test_inference_fast.py checks them against ea
 - reference (``BINCOUNT_REFERENCE=1`` in the environment): the exact fp32 eager path of training's evaluation:
   the evaluation transforms and the fp32 network. Anyone can check the agreement with it.
 
+Review (DESIGN.md §11): ``model_fn`` reads the artifact's ``review.json`` (the temperature and confidence threshold
+training chose on the validation set, :mod:`bincount.review`); ``predict_fn`` answers calibrated probabilities
+(``softmax(logits / temperature)``) and ``output_fn`` adds ``needs_review = confidence < threshold``. Without the
+file: temperature 1 and threshold :data:`bincount.review.DEFAULT_THRESHOLD`.
+
 Both decode the same way (full JPEG decode, as training's ``load_rgb``): draft-mode decoding measured no faster on
 ABID-sized photos and would make a JPEG and a PNG of the same pixels answer differently.
 """
@@ -36,6 +41,7 @@ from bincount.labels import COUNTS
 from bincount.media import JSON, media_type
 from bincount.model import BinCountNet, ModelMismatchError, load_model
 from bincount.quantize import load_int8_backbone
+from bincount.review import ReviewPolicy
 from bincount.transforms import IMAGE_SIZE, eval_batch, eval_transform
 
 log = logging.getLogger(__name__)
@@ -63,12 +69,13 @@ def model_fn(model_dir: str) -> torch.nn.Module:
         The network in eval mode, its output width checked against the counts: on a CPU, the int8 backbone from
         ``backbone_int8.pt`` with the fp32 head (unless ``BINCOUNT_REFERENCE=1``, or that file is missing, was made
         from other weights or disagrees with fp32 on this CPU: then the fp32 network); on a GPU, the fp32 network.
-        ``serving_path`` names which.
+        ``serving_path`` names which; ``review`` is the artifact's :class:`bincount.review.ReviewPolicy`.
 
     Raises:
         FileNotFoundError: no ``model.pth`` in ``model_dir``.
         ModelMismatchError: the state dict does not fit the network (wrong class count, wrong head...), or the
             network does not predict one score per count.
+        ValueError: ``review.json`` is present but not valid.
     """
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model = load_model(model_dir).to(device)
@@ -93,7 +100,14 @@ def model_fn(model_dir: str) -> torch.nn.Module:
             f"({len(COUNTS)} classes)"
         )
     model.serving_path = path  # type: ignore[assignment]
+    model.review = ReviewPolicy.load(model_dir)  # type: ignore[assignment]
     log.info("model loaded from %s on %s; serving path: %s", model_dir, device, path)
+    log.info(
+        "review: temperature %.3f, needs_review below confidence %.3f (%s)",
+        model.review.temperature,
+        model.review.threshold,
+        model.review.source,
+    )
     return model
 
 
@@ -119,28 +133,46 @@ def input_fn(body: bytes, content_type: str) -> Image.Image:
 
 
 def predict_fn(data: Image.Image, model: torch.nn.Module) -> torch.Tensor:
-    """Class probabilities of one image, after the evaluation transforms of training (exactly those on the fp32
-    paths; on the int8 path, the same steps on 8-bit pixels, see :func:`bincount.transforms.eval_batch`).
+    """Calibrated class probabilities of one image, after the evaluation transforms of training (exactly those on the
+    fp32 paths; on the int8 path, the same steps on 8-bit pixels, see :func:`bincount.transforms.eval_batch`).
 
     Args:
         data: the RGB image from :func:`input_fn`.
         model: the network from :func:`model_fn`.
 
     Returns:
-        A CPU tensor of ``len(COUNTS)`` probabilities (index i is the count ``COUNTS[i]``).
+        A CPU tensor of ``len(COUNTS)`` probabilities (index i is the count ``COUNTS[i]``), ``softmax(logits /
+        temperature)``; its ``review`` attribute is the model's review policy, for :func:`output_fn`.
     """
     device = next(model.parameters()).device
-    fast = getattr(model, "serving_path", "") == FAST_PATH  # model_fn chose the path, reference mode included
-    batch = (eval_batch(data) if fast else _transform(data).unsqueeze(0)).to(device)
     with torch.inference_mode():
-        return torch.softmax(model(batch), dim=1)[0].cpu()
+        return probabilities(model(prepare(data, model).to(device)), model)[0]
+
+
+def prepare(data: Image.Image, model: torch.nn.Module) -> torch.Tensor:
+    """The network's input for one image, ``(1, 3, IMAGE_SIZE, IMAGE_SIZE)``, on the CPU: the path ``model_fn``
+    chose decides the transforms (reference mode included). ``bincount batch`` stacks these into batches."""
+    fast = getattr(model, "serving_path", "") == FAST_PATH
+    return eval_batch(data) if fast else _transform(data).unsqueeze(0)
+
+
+def probabilities(logits: torch.Tensor, model: torch.nn.Module) -> list[torch.Tensor]:
+    """Calibrated probabilities of a batch of logits: one CPU tensor per image, each carrying the model's review
+    policy as its ``review`` attribute (``bincount batch`` runs whole batches through here)."""
+    policy = getattr(model, "review", None) or ReviewPolicy()
+    rows = list(torch.softmax(logits.float() / policy.temperature, dim=1).cpu())
+    for row in rows:
+        row.review = policy  # type: ignore[attr-defined]
+    return rows
 
 
 def output_fn(prediction: torch.Tensor | Sequence[float], accept: str = JSON) -> str:
-    """The response JSON: ``{"count": 1..5, "confidence": p, "probabilities": {"1": p, ..., "5": p}}``.
+    """The response JSON: ``{"count": 1..5, "confidence": p, "probabilities": {"1": p, ..., "5": p},
+    "needs_review": bool}``.
 
     Args:
-        prediction: the probabilities from :func:`predict_fn`.
+        prediction: the probabilities from :func:`predict_fn` (its ``review`` policy decides ``needs_review``; a
+            plain tensor or list gets the default policy).
         accept: the request's Accept header; it must allow ``application/json``.
 
     Returns:
@@ -152,14 +184,16 @@ def output_fn(prediction: torch.Tensor | Sequence[float], accept: str = JSON) ->
     accepted = {media_type(part) for part in (accept or "").split(",")}
     if not accepted & ACCEPTED_RESPONSE_TYPES:
         raise NotAcceptableError(f"Accept {accept!r} is not supported: this endpoint answers {JSON}")
-    probabilities = [float(p) for p in prediction]
-    if len(probabilities) != len(COUNTS):
-        raise ValueError(f"expected {len(COUNTS)} probabilities, got {len(probabilities)}")
-    best = max(range(len(COUNTS)), key=probabilities.__getitem__)
+    values = [float(p) for p in prediction]
+    if len(values) != len(COUNTS):
+        raise ValueError(f"expected {len(COUNTS)} probabilities, got {len(values)}")
+    best = max(range(len(COUNTS)), key=values.__getitem__)
+    policy = getattr(prediction, "review", None) or ReviewPolicy()
     return json.dumps(
         {
             "count": COUNTS[best],
-            "confidence": probabilities[best],
-            "probabilities": {str(c): p for c, p in zip(COUNTS, probabilities, strict=True)},
+            "confidence": values[best],
+            "probabilities": {str(c): p for c, p in zip(COUNTS, values, strict=True)},
+            "needs_review": policy.needs_review(values[best]),
         }
     )

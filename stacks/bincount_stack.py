@@ -5,6 +5,7 @@ from __future__ import annotations
 from aws_cdk import CfnOutput, Environment, Stack
 from constructs import Construct
 
+from stacks.batch.construct import BatchCounting
 from stacks.cleanup import PipelineCleanup
 from stacks.endpoint_image import serving_image
 from stacks.images import ContainerImages, resolve_images
@@ -54,6 +55,14 @@ class BincountStack(Stack):
             sagemaker_role=self.pipeline.sagemaker_role,
         )
         self.pipeline.state_machine.node.add_dependency(self.lifecycle.state_machine)
+        self.batch = BatchCounting(
+            self,
+            "BatchCounting",
+            settings=settings,
+            bucket=self.storage.bucket,
+            topic=self.notifications.topic,
+            model_role=self.pipeline.sagemaker_role,
+        )
         self.serving = CountApi(self, "Serving", settings=settings)
         self.monitoring = ServingMonitoring(
             self,
@@ -98,6 +107,10 @@ class BincountStack(Stack):
                 f"aws stepfunctions start-execution --state-machine-arn {state_machine_arn} --input '{{}}' "
                 f"--region {region}",
                 "Starts the pipeline with the default settings.",
+            ),
+            "BatchStateMachineArn": (
+                self.batch.state_machine.state_machine_arn,
+                'Counts a shift: input {"input": "s3://<bucket>/<prefix>/", "expected": "s3://<bucket>/<key>.csv"}.',
             ),
             "DeployStateMachineArn": (
                 self.lifecycle.state_machine.state_machine_arn,

@@ -54,6 +54,10 @@ WILDCARDS: dict[str, str] = {
     "<date>/<hour>/, one object per batch named by SageMaker.",
     "PipelineExecutions": "The cleanup stops whichever executions of the pipeline are running at destroy time; "
     "their names are drawn per execution.",
+    "BatchInputs": "The Batch state machine counts the photos under whichever prefix of the data bucket (or of a "
+    "bucket the user listed in batchInputBuckets) its execution names; read-only.",
+    "BatchOutputs": "Each Batch execution writes its transform output, counts.csv and summary.json under "
+    "batch-output/<job name>/, named at run time.",
 }
 
 

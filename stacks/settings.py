@@ -174,6 +174,18 @@ def _log_retention(raw: Any) -> int:
     return value
 
 
+_BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+
+
+def _bucket_list(raw: Any) -> str:
+    """Comma-separated S3 bucket names, normalised (no spaces, no empty names)."""
+    names = [name.strip() for name in _text(raw).split(",") if name.strip()]
+    bad = [name for name in names if not _BUCKET_NAME.match(name)]
+    if bad:
+        raise ValueError(f"not S3 bucket names: {', '.join(bad)}")
+    return ",".join(names)
+
+
 def _one_of(choices: tuple[str, ...]) -> Callable[[Any], str]:
     def parse(raw: Any) -> str:
         value = _text(raw)
@@ -490,6 +502,16 @@ class Settings:
         "API requests per day for the API key, per endpoint instance (times maxInstances).",
     )
     log_retention_days: int = setting("logRetentionDays", 30, _log_retention, "Retention of the app's log groups.")
+    batch_instance_type: str = setting(
+        "batchInstanceType", "ml.m5.large", _INSTANCE, "Instance type of the Batch state machine's transform job."
+    )
+    batch_input_buckets: str = setting(
+        "batchInputBuckets",
+        "",
+        _bucket_list,
+        "Buckets besides the data bucket the Batch state machine may read photos and expected CSVs from "
+        "(comma-separated names): deploying grants its transform job and Lambda read access to them.",
+    )
 
     def __post_init__(self) -> None:
         if len(self.name_prefix) > MAX_NAME_PREFIX:
@@ -550,6 +572,15 @@ class Settings:
     def model_package_group_name(self) -> str:
         """The model registry's group every trained model is registered in."""
         return f"{self.name_prefix}-models"
+
+    @property
+    def batch_state_machine_name(self) -> str:
+        return f"{self.name_prefix}-batch"
+
+    @property
+    def batch_buckets(self) -> tuple[str, ...]:
+        """The buckets of ``batchInputBuckets``, besides the data bucket."""
+        return tuple(name for name in self.batch_input_buckets.split(",") if name)
 
 
 @dataclass(frozen=True)

@@ -60,13 +60,16 @@ def operation_of(resource: str) -> tuple[str, str]:
 
 def integration_request(resource: str, parameters: Mapping[str, Any]) -> dict[str, Any]:
     """What the API receives from a state's rendered ``Parameters``: the optimized SNS integration sends a JSON
-    ``Message`` as its text, the optimized Step Functions integration a JSON ``Input``."""
+    ``Message`` as its text, the optimized Step Functions integration a JSON ``Input``, the optimized Lambda
+    integration a JSON ``Payload`` as its bytes."""
     request = dict(parameters)
     if resource.startswith(f"{_RESOURCE_PREFIX}sns:publish") and not isinstance(request.get("Message"), str):
         request["Message"] = json.dumps(request["Message"])
     # states:startExecution(.sync, .sync:2) takes its Input as JSON too and starts the execution with it as text.
     if resource.startswith(f"{_RESOURCE_PREFIX}states:startExecution") and not isinstance(request.get("Input"), str):
         request["Input"] = json.dumps(request.get("Input", {}))
+    if resource.startswith(f"{_RESOURCE_PREFIX}lambda:invoke") and not isinstance(request.get("Payload"), bytes):
+        request["Payload"] = json.dumps(request["Payload"]).encode()
     return request
 
 

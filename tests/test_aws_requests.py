@@ -103,6 +103,14 @@ def test_the_sns_integration_sends_a_json_message_as_text() -> None:
     assert request_errors("sns", "Publish", request) == []
 
 
+def test_the_lambda_integration_sends_a_json_payload_as_bytes() -> None:
+    parameters = {"FunctionName": "arn:aws:lambda:us-east-1:123456789012:function:f", "Payload": {"input": "s3://b/p/"}}
+    request = integration_request("arn:aws:states:::lambda:invoke", parameters)
+    assert request["Payload"] == b'{"input": "s3://b/p/"}'
+    assert request_errors("lambda", "Invoke", request) == []
+    assert request_errors("lambda", "Invoke", parameters) != []
+
+
 def test_step_functions_spells_every_member_in_pascal_case() -> None:
     # The Step Functions API itself is camelCase (mapRunArn); its aws-sdk integration takes MapRunArn.
     arn = "arn:aws:states:us-east-1:123456789012:mapRun:bincount-pipeline/CopyImages:0a1b2c3d"

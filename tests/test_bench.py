@@ -69,3 +69,20 @@ def test_extraction_throughput_bench_measures_photos_per_second(tmp_path: Path) 
         assert result["photos"] == 4
         rate = result.get("photos_per_second", result.get("decode_photos_per_second_per_cpu"))
         assert rate > 0
+
+
+def test_batch_throughput_bench_measures_both_sides(model_dir: Path) -> None:
+    command = [sys.executable, str(ROOT / "bench" / "batch_throughput.py"), "--model-dir", str(model_dir)]
+    proc = subprocess.run(
+        [*command, "--limit", "4", "--rounds", "1", "--batch-size", "2", "--workers", "2"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = proc.stdout
+    assert "4 photos per pass, 1 rounds, batch size 2" in out
+    assert re.search(r"median photos/s: one at a time [\d.]+, batched [\d.]+ \([\d.]+x\)", out), out
+    assert "identical answers: 4/4" in out

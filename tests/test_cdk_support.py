@@ -49,8 +49,8 @@ class Synthesized:
         return found[0]
 
     def state_machine(self, construct: str = "Pipeline") -> dict[str, Any]:
-        """A state machine by its construct's id: the training pipeline (``Pipeline``) or the deployment
-        (``Lifecycle``)."""
+        """A state machine by its construct's id: the training pipeline (``Pipeline``), the deployment
+        (``Lifecycle``) or the batch (``BatchCounting``)."""
         (found,) = [
             r
             for logical_id, r in self.resources("AWS::StepFunctions::StateMachine").items()

@@ -521,7 +521,7 @@ def test_topic_is_encrypted_and_ssl_only_without_subscription_by_default(synth: 
 
 def test_every_log_group_has_the_retention_and_goes_with_the_stack(synth: Synthesized) -> None:
     groups = synth.resources("AWS::Logs::LogGroup")
-    assert len(groups) == 5
+    assert len(groups) == 7  # with the Batch state machine's and its Lambda's
     assert all(g["Properties"]["RetentionInDays"] == 30 and g["DeletionPolicy"] == "Delete" for g in groups.values())
 
 
