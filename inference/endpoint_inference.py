@@ -18,6 +18,11 @@ real photos):
 - reference (``BINCOUNT_REFERENCE=1`` in the environment): the exact fp32 eager path of training's evaluation:
   the evaluation transforms and the fp32 network. Anyone can check the agreement with it.
 
+Review (docs/design.md §11): ``model_fn`` reads the artifact's ``review.json`` (the temperature and confidence threshold
+training chose on the validation set, :mod:`bincount.serving.review`); ``predict_fn`` answers calibrated probabilities
+(``softmax(logits / temperature)``) and ``output_fn`` adds ``needs_review = confidence < threshold``. Without the
+file: temperature 1 and threshold :data:`bincount.serving.review.DEFAULT_THRESHOLD`.
+
 Both decode the same way (full JPEG decode, as training's ``load_rgb``): draft-mode decoding measured no faster on
 ABID-sized photos and would make a JPEG and a PNG of the same pixels answer differently.
 """
@@ -28,7 +33,7 @@ import json
 import logging
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from PIL import Image
@@ -39,6 +44,7 @@ from bincount.model.network import BinCountNet, ModelMismatchError, load_model
 from bincount.model.quantize import load_int8_backbone
 from bincount.serving.imaging import NotAcceptableError, decode_image
 from bincount.serving.media import JSON, media_type
+from bincount.serving.review import ReviewPolicy
 
 log = logging.getLogger(__name__)
 
@@ -56,11 +62,12 @@ def reference_mode() -> bool:
 
 @dataclass(frozen=True)
 class ServingModel:
-    """What :func:`model_fn` loaded: the network in eval mode and the path it serves (``int8`` or ``fp32 (<why>)``),
-    which :func:`predict_fn` follows."""
+    """What :func:`model_fn` loaded: the network in eval mode, the path it serves (``int8`` or ``fp32 (<why>)``),
+    which :func:`predict_fn` follows, and the review policy (temperature and threshold) :func:`output_fn` applies."""
 
     network: torch.nn.Module
     path: str
+    review: ReviewPolicy = field(default_factory=ReviewPolicy)
 
     @property
     def fast(self) -> bool:
@@ -79,12 +86,14 @@ def model_fn(model_dir: str) -> ServingModel:
         The :class:`ServingModel`: the network in eval mode, its output width checked against the counts (on a CPU,
         the int8 backbone from ``backbone_int8.pt`` with the fp32 head, unless ``BINCOUNT_REFERENCE=1``, or that
         file is missing, was made from other weights or disagrees with fp32 on this CPU: then the fp32 network; on a
-        GPU, the fp32 network), and the path it serves.
+        GPU, the fp32 network), the path it serves and the artifact's review policy
+        (:class:`bincount.serving.review.ReviewPolicy`).
 
     Raises:
         FileNotFoundError: no ``model.pth`` in ``model_dir``.
         ModelMismatchError: the state dict does not fit the network (wrong class count, wrong head...), or the
             network does not predict one score per count.
+        ValueError: ``review.json`` is present but not valid.
     """
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model = load_model(model_dir).to(device)
@@ -108,8 +117,15 @@ def model_fn(model_dir: str) -> ServingModel:
             f"the model in {model_dir} predicts {width} classes: the endpoint serves counts {COUNTS[0]}..{COUNTS[-1]} "
             f"({len(COUNTS)} classes)"
         )
+    review = ReviewPolicy.load(model_dir)
     log.info("model loaded from %s on %s; serving path: %s", model_dir, device, path)
-    return ServingModel(model, path)
+    log.info(
+        "review: temperature %.3f, needs_review below confidence %.3f (%s)",
+        review.temperature,
+        review.threshold,
+        review.source,
+    )
+    return ServingModel(model, path, review)
 
 
 def input_fn(body: bytes, content_type: str) -> Image.Image:
@@ -134,27 +150,45 @@ def input_fn(body: bytes, content_type: str) -> Image.Image:
 
 
 def predict_fn(data: Image.Image, model: ServingModel) -> torch.Tensor:
-    """Class probabilities of one image, after the evaluation transforms of training (exactly those on the fp32
-    paths; on the int8 path, the same steps on 8-bit pixels, see :func:`bincount.data.transforms.eval_batch`).
+    """Calibrated class probabilities of one image, after the evaluation transforms of training (exactly those on the
+    fp32 paths; on the int8 path, the same steps on 8-bit pixels, see :func:`bincount.data.transforms.eval_batch`).
 
     Args:
         data: the RGB image from :func:`input_fn`.
         model: what :func:`model_fn` loaded (its path chooses the transforms; reference mode is part of it).
 
     Returns:
-        A CPU tensor of ``len(COUNTS)`` probabilities (index i is the count ``COUNTS[i]``).
+        A CPU tensor of ``len(COUNTS)`` probabilities (index i is the count ``COUNTS[i]``), ``softmax(logits /
+        temperature)``; its ``review`` attribute is the model's review policy, for :func:`output_fn`.
     """
     device = next(model.network.parameters()).device
-    batch = (eval_batch(data) if model.fast else _transform(data).unsqueeze(0)).to(device)
     with torch.inference_mode():
-        return torch.softmax(model.network(batch), dim=1)[0].cpu()
+        return probabilities(model.network(prepare(data, model).to(device)), model)[0]
+
+
+def prepare(data: Image.Image, model: ServingModel) -> torch.Tensor:
+    """The network's input for one image, ``(1, 3, IMAGE_SIZE, IMAGE_SIZE)``, on the CPU: the path ``model_fn``
+    chose decides the transforms (reference mode included). ``bincount batch`` stacks these into batches."""
+    return eval_batch(data) if model.fast else _transform(data).unsqueeze(0)
+
+
+def probabilities(logits: torch.Tensor, model: ServingModel) -> list[torch.Tensor]:
+    """Calibrated probabilities of a batch of logits: one CPU tensor per image, each carrying the model's review
+    policy as its ``review`` attribute (``bincount batch`` runs whole batches through here)."""
+    policy = model.review
+    rows = list(torch.softmax(logits.float() / policy.temperature, dim=1).cpu())
+    for row in rows:
+        row.review = policy
+    return rows
 
 
 def output_fn(prediction: torch.Tensor | Sequence[float], accept: str = JSON) -> str:
-    """The response JSON: ``{"count": 1..5, "confidence": p, "probabilities": {"1": p, ..., "5": p}}``.
+    """The response JSON: ``{"count": 1..5, "confidence": p, "probabilities": {"1": p, ..., "5": p},
+    "needs_review": bool}``.
 
     Args:
-        prediction: the probabilities from :func:`predict_fn`.
+        prediction: the probabilities from :func:`predict_fn` (its ``review`` policy decides ``needs_review``; a
+            plain tensor or list gets the default policy).
         accept: the request's Accept header; it must allow ``application/json``.
 
     Returns:
@@ -166,14 +200,16 @@ def output_fn(prediction: torch.Tensor | Sequence[float], accept: str = JSON) ->
     accepted = {media_type(part) for part in (accept or "").split(",")}
     if not accepted & ACCEPTED_RESPONSE_TYPES:
         raise NotAcceptableError(f"Accept {accept!r} is not supported: this endpoint answers {JSON}")
-    probabilities = [float(p) for p in prediction]
-    if len(probabilities) != len(COUNTS):
-        raise ValueError(f"expected {len(COUNTS)} probabilities, got {len(probabilities)}")
-    best = max(range(len(COUNTS)), key=probabilities.__getitem__)
+    values = [float(p) for p in prediction]
+    if len(values) != len(COUNTS):
+        raise ValueError(f"expected {len(COUNTS)} probabilities, got {len(values)}")
+    best = max(range(len(COUNTS)), key=values.__getitem__)
+    policy = getattr(prediction, "review", None) or ReviewPolicy()
     return json.dumps(
         {
             "count": COUNTS[best],
-            "confidence": probabilities[best],
-            "probabilities": {str(c): p for c, p in zip(COUNTS, probabilities, strict=True)},
+            "confidence": values[best],
+            "probabilities": {str(c): p for c, p in zip(COUNTS, values, strict=True)},
+            "needs_review": policy.needs_review(values[best]),
         }
     )

@@ -6,9 +6,12 @@ from aws_cdk import CfnOutput, Environment, Stack
 from constructs import Construct
 
 from bincount.cloud.settings import Settings
+from stacks.batch.construct import BatchCounting
 from stacks.cleanup import PipelineCleanup
 from stacks.endpoint_image import serving_image
 from stacks.images import ContainerImages, resolve_images
+from stacks.lifecycle import ModelLifecycle
+from stacks.monitoring import ServingMonitoring
 from stacks.nag import suppress_cdk_helpers
 from stacks.notifications import PipelineNotifications
 from stacks.pipeline.construct import TrainingPipeline
@@ -43,8 +46,42 @@ class BincountStack(Stack):
             source=self.training_source,
             topic=self.notifications.topic,
         )
+        self.lifecycle = ModelLifecycle(
+            self,
+            "Lifecycle",
+            settings=settings,
+            bucket=self.storage.bucket,
+            topic=self.notifications.topic,
+            sagemaker_role=self.pipeline.sagemaker_role,
+        )
+        self.pipeline.state_machine.node.add_dependency(self.lifecycle.state_machine)
+        self.batch = BatchCounting(
+            self,
+            "BatchCounting",
+            settings=settings,
+            bucket=self.storage.bucket,
+            topic=self.notifications.topic,
+            model_role=self.pipeline.sagemaker_role,
+        )
         self.serving = CountApi(self, "Serving", settings=settings)
-        self.cleanup = PipelineCleanup(self, "Cleanup", settings=settings, state_machine=self.pipeline.state_machine)
+        self.monitoring = ServingMonitoring(
+            self,
+            "Monitoring",
+            settings=settings,
+            api=self.serving.api,
+            function=self.serving.function,
+            state_machines=[self.pipeline.state_machine, self.lifecycle.state_machine],
+            topic=self.notifications.topic,
+            endpoint_alarms=self.lifecycle.alarms,
+        )
+        self.cleanup = PipelineCleanup(
+            self,
+            "Cleanup",
+            settings=settings,
+            state_machine=self.pipeline.state_machine,
+            deploy_state_machine=self.lifecycle.state_machine,
+        )
+        self.cleanup.node.add_dependency(self.lifecycle.model_package_group)
         suppress_cdk_helpers(self)
         self._outputs()
 
@@ -71,7 +108,20 @@ class BincountStack(Stack):
                 f"--region {region}",
                 "Starts the pipeline with the default settings.",
             ),
-            "BucketName": (self.storage.bucket.bucket_name, "Dataset, manifest and job outputs."),
+            "BatchStateMachineArn": (
+                self.batch.state_machine.state_machine_arn,
+                'Counts a shift: input {"input": "s3://<bucket>/<prefix>/", "expected": "s3://<bucket>/<key>.csv"}.',
+            ),
+            "DeployStateMachineArn": (
+                self.lifecycle.state_machine.state_machine_arn,
+                'Deploys an approved model version: input {"modelPackageVersion": N} (bincount deploy --version N).',
+            ),
+            "ModelPackageGroupName": (
+                self.settings.model_package_group_name,
+                "The model registry's group: every trained model, approved, rejected or pending.",
+            ),
+            "DashboardUrl": (self.monitoring.url, "CloudWatch dashboard of the API, endpoint and pipelines."),
+            "BucketName": (self.storage.bucket.bucket_name, "Dataset, manifest, job outputs and captured requests."),
             "EndpointName": (self.settings.endpoint_name, "The SageMaker endpoint the pipeline deploys."),
             "NotificationTopicArn": (self.notifications.topic.topic_arn, "Pipeline success and failure notices."),
         }

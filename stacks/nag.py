@@ -27,6 +27,9 @@ WILDCARDS: dict[str, str] = {
     "MapRunResults": "The Distributed Map writes its results under map-runs/<map run id>/, named at run time.",
     "JobOutputs": "SageMaker jobs write outputs, Debugger and Profiler data under jobs/ and checkpoints/, in "
     "folders named after each job, which the execution names.",
+    "FullDataset": "With dataset: full, BuildFullManifest reads every metadata/ object of the public ABID bucket and "
+    "copies the bin-images/ photos it keeps into full/ of the data bucket, where the jobs read them; names come from "
+    "the public bucket's listing.",
     "ChannelReads": "Training jobs read every image of their channels (train/, valid/, test/).",
     "ExecutionNamedJobs": "Each execution names its jobs, models and endpoint configs <prefix>-<kind>-<run id>; "
     "the run id is drawn at run time, so the ARN ends in a wildcard after the fixed prefix.",
@@ -39,9 +42,22 @@ WILDCARDS: dict[str, str] = {
     "Endpoints/<name>) and one log stream per job or instance, named at run time.",
     "NoResourceLevelPermissions": "These actions do not support resource-level permissions (IAM requires "
     "Resource *): ecr:GetAuthorizationToken, cloudwatch:PutMetricData (limited by a namespace condition), "
-    "sagemaker:List*, X-Ray and CloudWatch Logs delivery.",
+    "sagemaker:List*, application-autoscaling:Describe*, cloudwatch:DescribeAlarms, X-Ray and CloudWatch Logs "
+    "delivery.",
+    "ModelVersions": "Model package versions are numbered by SageMaker as they are registered "
+    "(model-package/<group>/<version>): every version of the stack's own group.",
+    "AutoscalingTargets": "Application Auto Scaling names scalable targets and their target-tracking alarms at run "
+    "time (the alarms TargetTracking-endpoint/<endpoint>/variant/AllTraffic-*); its actions take no other resource.",
+    "DeployExecutions": "The pipeline waits for (.sync:2), and the cleanup stops, deployment executions, whose "
+    "names are drawn per execution.",
+    "CapturedRequests": "The endpoint writes captured requests and responses under capture/<endpoint>/<variant>/"
+    "<date>/<hour>/, one object per batch named by SageMaker.",
     "PipelineExecutions": "The cleanup stops whichever executions of the pipeline are running at destroy time; "
     "their names are drawn per execution.",
+    "BatchInputs": "The Batch state machine counts the photos under whichever prefix of the data bucket (or of a "
+    "bucket the user listed in batchInputBuckets) its execution names; read-only.",
+    "BatchOutputs": "Each Batch execution writes its transform output, counts.csv and summary.json under "
+    "batch-output/<job name>/, named at run time.",
 }
 
 

@@ -1,7 +1,8 @@
 """CountApi: the REST API of docs/design.md §5 in front of the endpoint, through the Lambda handler in ``lambda/``.
 
 - ``POST /count`` (raw image body, ``Content-Type`` required) and ``GET /health``, both behind an API key
-  (``x-api-key``) whose usage plan is sized for one ml.t2.medium (rate, burst, daily quota from the settings);
+  (``x-api-key``) whose usage plan is sized for one ml.t2.medium (rate, burst, daily quota from the settings) times
+  ``maxInstances``, the most instances autoscaling gives the endpoint;
 - binary media types so images reach the Lambda base64-encoded;
 - request validation of what API Gateway can check (the Content-Type header of POST /count; the body is a binary
   image, which no model describes, so the Lambda checks it), JSON access logs, X-Ray tracing, execution logs at ERROR;
@@ -13,6 +14,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 from aws_cdk import Duration
@@ -53,6 +55,24 @@ GATEWAY_ERRORS: tuple[tuple[apigw.ResponseType, str | None, str], ...] = (
 )
 
 
+@dataclass(frozen=True)
+class UsageLimits:
+    """The API's throttling and quota: the settings' per-instance values times ``maxInstances``."""
+
+    rate_limit: float
+    burst_limit: int
+    daily_quota: int
+
+
+def usage_limits(settings: Settings) -> UsageLimits:
+    scale = settings.max_instances
+    return UsageLimits(
+        rate_limit=settings.api_rate_limit * scale,
+        burst_limit=settings.api_burst_limit * scale,
+        daily_quota=settings.api_daily_quota * scale,
+    )
+
+
 def handler_timeout_s(handler_dir: Path = HANDLER_DIR) -> int:
     """The function timeout the handler computes from its clients' timeouts and retries (``api.TIMEOUT_S``)."""
     return int(load_lambda_module(HANDLER.split(".")[0], handler_dir).TIMEOUT_S)
@@ -64,6 +84,7 @@ class CountApi(Construct):
     def __init__(self, scope: Construct, construct_id: str, *, settings: Settings, handler_dir: Path = HANDLER_DIR):
         super().__init__(scope, construct_id)
         self.function = self._handler(settings, handler_dir)
+        limits = usage_limits(settings)
         access_logs = log_group(self, "AccessLogs", retention_days=settings.log_retention_days)
         self.api = apigw.RestApi(
             self,
@@ -92,8 +113,8 @@ class CountApi(Construct):
                 logging_level=apigw.MethodLoggingLevel.ERROR,
                 data_trace_enabled=False,
                 metrics_enabled=True,
-                throttling_rate_limit=settings.api_rate_limit,
-                throttling_burst_limit=settings.api_burst_limit,
+                throttling_rate_limit=limits.rate_limit,
+                throttling_burst_limit=limits.burst_limit,
             ),
         )
         validator = self.api.add_request_validator(
@@ -126,9 +147,9 @@ class CountApi(Construct):
         plan = self.api.add_usage_plan(
             "UsagePlan",
             name=f"{settings.name_prefix}-usage",
-            description="Sized for one ml.t2.medium endpoint instance.",
-            throttle=apigw.ThrottleSettings(rate_limit=settings.api_rate_limit, burst_limit=settings.api_burst_limit),
-            quota=apigw.QuotaSettings(limit=settings.api_daily_quota, period=apigw.Period.DAY),
+            description=f"Sized for {settings.max_instances} ml.t2.medium-sized endpoint instance(s) (maxInstances).",
+            throttle=apigw.ThrottleSettings(rate_limit=limits.rate_limit, burst_limit=limits.burst_limit),
+            quota=apigw.QuotaSettings(limit=limits.daily_quota, period=apigw.Period.DAY),
             api_stages=[apigw.UsagePlanPerApiStage(api=self.api, stage=self.api.deployment_stage)],
         )
         plan.add_api_key(self.api_key)

@@ -7,7 +7,8 @@ snapshot and deploys only change when the code does.
 
 Layout (the tarball's root is the job's working directory)::
 
-    hpo.py  extract_features.py  train_model.py  requirements.txt  bincount/**/*.py (each package's __init__)
+    hpo.py  extract_features.py  train_model.py  build_manifest.py  requirements.txt  bincount/**/*.py (each
+    package's __init__)  data/file_list.json (the subset, whose split the full manifest keeps)
     inference/endpoint_inference.py  [inference/requirements.txt]
 
 ``bincount.model.artifact`` finds the inference handler at ``<root>/inference/endpoint_inference.py`` next to the
@@ -45,6 +46,8 @@ def source_members(root: Path = PROJECT_ROOT) -> list[tuple[str, Path]]:
         "hpo.py": root / "training" / "hpo.py",
         "extract_features.py": root / "training" / "extract_features.py",
         "train_model.py": root / "training" / "train_model.py",
+        "build_manifest.py": root / "training" / "build_manifest.py",
+        "data/file_list.json": root / "data" / "file_list.json",
         "requirements.txt": root / "training" / "requirements.txt",
         "inference/endpoint_inference.py": root / "inference" / "endpoint_inference.py",
     }

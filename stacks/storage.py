@@ -7,7 +7,9 @@ Key layout of the data bucket:
 - ``manifests/manifest.json``: the dataset manifest (built at synth from ``data/file_list.json``);
 - ``jobs/``: tuning and training outputs, Debugger and Profiler data (expire after 90 days);
 - ``checkpoints/<training job>/``: spot checkpoints (expire after 30 days);
-- ``map-runs/``: PrepareDataset's Distributed Map results (expire after 30 days).
+- ``map-runs/``: PrepareDataset's Distributed Map results (expire after 30 days);
+- ``capture/<endpoint>/<variant>/<yyyy>/<mm>/<dd>/<hh>/*.jsonl``: requests and responses the endpoint captured with
+  ``dataCapturePercent`` > 0 (customers' photos: expire after 30 days).
 
 Both buckets are emptied and deleted by ``cdk destroy``.
 """
@@ -27,6 +29,8 @@ MANIFEST_KEY = MANIFEST_PREFIX + MANIFEST_FILE
 JOBS_PREFIX = "jobs/"
 CHECKPOINTS_PREFIX = "checkpoints/"
 MAP_RUNS_PREFIX = "map-runs/"
+CAPTURE_PREFIX = "capture/"
+CAPTURE_RETENTION_DAYS = 30
 CHANNEL_PREFIXES: tuple[str, ...] = tuple(f"{split}/" for split in SPLITS)
 
 
@@ -65,6 +69,11 @@ class DataStorage(Construct):
                 s3.LifecycleRule(id="ExpireJobOutputs", prefix=JOBS_PREFIX, expiration=Duration.days(90)),
                 s3.LifecycleRule(id="ExpireCheckpoints", prefix=CHECKPOINTS_PREFIX, expiration=Duration.days(30)),
                 s3.LifecycleRule(id="ExpireMapRunResults", prefix=MAP_RUNS_PREFIX, expiration=Duration.days(30)),
+                s3.LifecycleRule(
+                    id="ExpireCapturedRequests",
+                    prefix=CAPTURE_PREFIX,
+                    expiration=Duration.days(CAPTURE_RETENTION_DAYS),
+                ),
                 s3.LifecycleRule(
                     id="ExpireOldVersions",
                     noncurrent_version_expiration=Duration.days(30),

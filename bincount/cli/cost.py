@@ -72,6 +72,15 @@ def dataset_from(max_images_per_count: int | None) -> Any:
     return Dataset(**{split: sum(counts.get(split, {}).values()) for split in ("train", "valid", "test")})
 
 
+def dataset_for(settings: Any) -> Any:
+    """The photos a run trains on: the subset's manifest, or the full dataset's estimated size."""
+    if getattr(settings, "dataset", "subset") == "full":
+        from bincount.cloud.cost import full_dataset
+
+        return full_dataset()
+    return dataset_from(settings.max_images_per_count)
+
+
 def recipe_from(settings: Any) -> Any:
     from bincount.cloud.cost import Recipe
 
@@ -84,6 +93,9 @@ def recipe_from(settings: Any) -> Any:
         epochs=settings.epochs,
         feature_cache=settings.feature_cache,
         use_spot=settings.use_spot,
+        dataset=settings.dataset,
+        extraction_instances=settings.extraction_instance_count,
+        training_instances=settings.training_instance_count,
     )
 
 
@@ -92,12 +104,33 @@ def run_cost(args: argparse.Namespace) -> int:
 
     try:
         settings = load_cost_settings(args.cdk_json, _overrides(args.set), dict(os.environ))
-        comparison = compare(recipe_from(settings), dataset_from(settings.max_images_per_count))
+        comparison = compare(recipe_from(settings), dataset_for(settings))
     except (OSError, ValueError, CostError) as e:  # SettingsError and CostError are ValueErrors
         print(f"bincount cost: {e}", file=sys.stderr)
         return 2
+    warnings = runtime_warnings(comparison.ours, settings.max_runtime_seconds)
     if args.json:
-        print(json.dumps(comparison.to_json(), indent=2))
+        print(json.dumps({**comparison.to_json(), "warnings": warnings}, indent=2))
     else:
         print(format_table(comparison))
+    for warning in warnings:
+        print(f"bincount cost: warning: {warning}", file=sys.stderr)
     return 0
+
+
+def runtime_warnings(run: Any, max_runtime_seconds: int) -> list[str]:
+    """Jobs whose estimated run on each instance exceeds maxRuntimeSeconds (SageMaker would stop them)."""
+    hints = {
+        "ExtractFeatures": "more extractionInstanceCount or a GPU trainingInstanceType",
+        "Train": "more trainingInstanceCount or a GPU trainingInstanceType",
+        "Tune (trials)": "featureCache true or a larger tuningInstanceType",
+    }
+    found = []
+    for job in run.jobs:
+        seconds = job.hours * 3600 / (job.jobs * job.instances)
+        if job.step in hints and seconds > max_runtime_seconds:
+            found.append(
+                f"{job.step} needs about {seconds / 3600:.1f} h per instance, more than maxRuntimeSeconds "
+                f"({max_runtime_seconds} s): use {hints[job.step]}, or raise maxRuntimeSeconds (and maxWaitSeconds)"
+            )
+    return found

@@ -17,7 +17,10 @@ COMMANDS: tuple[tuple[str, str], ...] = (
     ("bincount.cli.count", "add_count_command"),
     ("bincount.cli.count", "add_invoke_command"),
     ("bincount.cli.cost", "add_cost_command"),
+    ("bincount.cli.deploy", "add_deploy_command"),
+    ("bincount.cli.captured", "add_captured_command"),
     ("bincount.cli.serve", "add_serve_command"),
+    ("bincount.cli.batch", "add_batch_command"),
 )
 
 

@@ -19,7 +19,7 @@ recorded on :data:`PRICES_RECORDED_ON` - check them on the AWS pricing page befo
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 # --- prices -------------------------------------------------------------------------------------------------------
@@ -67,6 +67,50 @@ ASSUMED_BACKBONE_IMAGES_PER_SECOND: dict[str, float] = {
     "ml.g5.2xlarge": 700.0,
     "ml.p3.2xlarge": 600.0,
 }
+# MEASURED 2026-12-04 with bench/extraction_throughput.py (the extraction job's code on the 515 real sample photos,
+# fp32, both views, 2 loader workers) on this project's 2-vCPU development machine (AMD EPYC), shared with other work
+# at the time (load average 5-9): 2.12 photos/s, a pessimistic figure. JPEG decoding + transform alone (--decode-only):
+# 247 photos/s on one CPU.
+MEASURED_EXTRACTION_PHOTOS_PER_SECOND = 2.12
+MEASURED_DECODE_PHOTOS_PER_SECOND_PER_CPU = 247.0
+MEASURED_EXTRACTION_VCPUS = 2
+VCPUS: dict[str, int] = {
+    "ml.m5.large": 2,
+    "ml.m5.xlarge": 4,
+    "ml.m5.2xlarge": 8,
+    "ml.m5.4xlarge": 16,
+    "ml.c5.xlarge": 4,
+    "ml.c5.2xlarge": 8,
+    "ml.c5.4xlarge": 16,
+}
+
+
+def measured_cpu_throughputs() -> dict[str, float]:
+    """Backbone images/s of the CPU training types: the measured rate per vCPU times their vCPUs (2 views/photo)."""
+    per_vcpu = 2 * MEASURED_EXTRACTION_PHOTOS_PER_SECOND / MEASURED_EXTRACTION_VCPUS
+    return {instance: round(per_vcpu * n, 1) for instance, n in VCPUS.items()}
+
+
+# What the estimates use: measured (scaled by vCPUs) for CPU types, the assumptions above for GPU types.
+BACKBONE_IMAGES_PER_SECOND: dict[str, float] = {**ASSUMED_BACKBONE_IMAGES_PER_SECOND, **measured_cpu_throughputs()}
+MEASURED_EXTRACTION_NOTE = (
+    f"CPU types: measured {MEASURED_EXTRACTION_PHOTOS_PER_SECOND:g} photos/s (x2 views = backbone images) on "
+    f"{MEASURED_EXTRACTION_VCPUS} shared vCPUs here (pessimistic), scaled by each type's vCPUs; GPU types: "
+    "estimates, not measured (no GPU was available), kept below both bounds: decoding measured at "
+    f"{MEASURED_DECODE_PHOTOS_PER_SECOND_PER_CPU:g} photos/s per CPU (about 1,000 photos/s on a 4-vCPU GPU "
+    "instance) and published fp16 ResNet-50 inference rates of a T4 (over 1,000 images/s)."
+)
+
+
+def throughput_sources() -> dict[str, str]:
+    """Where each backbone throughput comes from, by instance type."""
+    cpu = measured_cpu_throughputs()
+    return {
+        instance: ("measured, scaled by vCPUs" if instance in cpu else "estimate (GPU: decoding bound)")
+        for instance in BACKBONE_IMAGES_PER_SECOND
+    }
+
+
 # Samples per second of the 5-way head on cached 2048-d features (a matrix product: any instance).
 ASSUMED_HEAD_SAMPLES_PER_SECOND = 20_000.0
 # Billed seconds every job spends before and after its compute: container start, downloading the channels and the
@@ -76,9 +120,31 @@ ASSUMED_JOB_OVERHEAD_SECONDS = 120.0
 ASSUMED_SPOT_PRICE_FRACTION = 0.30
 HOURS_PER_MONTH = 730.0
 ASSUMPTIONS_NOTE = (
-    "Throughputs (ASSUMED_BACKBONE_IMAGES_PER_SECOND, ASSUMED_HEAD_SAMPLES_PER_SECOND), the per-job overhead "
-    f"({ASSUMED_JOB_OVERHEAD_SECONDS:g} s) and the spot price ({ASSUMED_SPOT_PRICE_FRACTION:.0%} of on-demand) are "
-    "assumptions, not measurements; early stopping and spot interruptions are not modelled."
+    "GPU throughputs (ASSUMED_BACKBONE_IMAGES_PER_SECOND), the head's (ASSUMED_HEAD_SAMPLES_PER_SECOND), the "
+    f"per-job overhead ({ASSUMED_JOB_OVERHEAD_SECONDS:g} s) and the spot price "
+    f"({ASSUMED_SPOT_PRICE_FRACTION:.0%} of on-demand) are assumptions, not measurements; early stopping and spot "
+    "interruptions are not modelled."
+)
+
+
+# --- the full dataset (setting dataset: full) ------------------------------------------------------------------------
+# ASSUMED: images in the public bucket (AWS's registry says "over 500,000"); the manifest job's full/summary.json has
+# the exact count.
+ASSUMED_ABID_IMAGES = 536_000
+# MEASURED on the 515 real ABID photos of the shared sample: 292 have 1..5 objects, mean JPEG size 57,537 bytes.
+SAMPLE_PHOTOS, SAMPLE_KEPT = 515, 292
+PHOTO_BYTES = 57_537
+FULL_IMAGES = round(ASSUMED_ABID_IMAGES * SAMPLE_KEPT / SAMPLE_PHOTOS)
+# ASSUMED: requests per second the manifest job's 64 threads sustain (about 150 ms per small GET or CopyObject).
+ASSUMED_S3_REQUESTS_PER_SECOND = 400.0
+# S3 Standard list prices, us-east-1, as recorded on PRICES_RECORDED_ON.
+S3_USD_PER_1000_GET = 0.0004
+S3_USD_PER_1000_PUT_COPY_LIST = 0.005
+S3_USD_PER_GB_MONTH = 0.023
+FULL_NOTE = (
+    f"dataset=full: {FULL_IMAGES:,} images = {ASSUMED_ABID_IMAGES:,} ABID images (assumed; the manifest job's "
+    f"summary.json has the exact count) x {SAMPLE_KEPT}/{SAMPLE_PHOTOS} with 1..5 objects (measured on the 515-photo "
+    "sample), split 80/10/10; BuildFullManifest runs on the first full run only (its result is cached)."
 )
 
 
@@ -112,6 +178,9 @@ class Recipe:
     feature_cache: bool
     use_spot: bool
     final_epochs: int | None = None  # the final job's epochs when they differ from the trials'
+    dataset: str = "subset"  # "full": the manifest job, its S3 requests and the photos' storage are added
+    extraction_instances: int = 1
+    training_instances: int = 1  # the final job's; every trial's too without the feature cache
 
     @property
     def training_epochs(self) -> int:
@@ -143,6 +212,16 @@ class JobCost:
     hours: float  # billed instance-hours, all jobs together
     on_demand_usd: float
     spot_usd: float
+    instances: int = 1  # per job
+
+
+@dataclass(frozen=True)
+class Charge:
+    """A charge that is not instance-hours (S3 requests), the same with spot or on-demand."""
+
+    item: str
+    quantity: int
+    usd: float
 
 
 @dataclass(frozen=True)
@@ -154,18 +233,24 @@ class RunCost:
     jobs: list[JobCost]
     endpoint_usd_per_month: float
     endpoint_usd_per_hour: float
+    charges: list[Charge] = field(default_factory=list)  # beyond instance-hours: S3 requests (full dataset)
+    storage_usd_per_month: float = 0.0
 
     @property
     def hours(self) -> float:
         return sum(j.hours for j in self.jobs)
 
     @property
+    def other_usd(self) -> float:
+        return sum(c.usd for c in self.charges)
+
+    @property
     def on_demand_usd(self) -> float:
-        return sum(j.on_demand_usd for j in self.jobs)
+        return sum(j.on_demand_usd for j in self.jobs) + self.other_usd
 
     @property
     def spot_usd(self) -> float:
-        return sum(j.spot_usd for j in self.jobs)
+        return sum(j.spot_usd for j in self.jobs) + self.other_usd
 
     @property
     def billed_usd(self) -> float:
@@ -186,6 +271,10 @@ class RunCost:
             "spotUsd": self.spot_usd,
             "billedUsd": self.billed_usd,
             "backboneImages": self.backbone_images,
+            "images": self.dataset.total,
+            "charges": [asdict(c) for c in self.charges],
+            "otherUsd": self.other_usd,
+            "storageUsdPerMonth": self.storage_usd_per_month,
             "endpointUsdPerHour": self.endpoint_usd_per_hour,
             "endpointUsdPerMonth": self.endpoint_usd_per_month,
         }
@@ -225,23 +314,43 @@ class CostModel:
     """The constants an estimate uses; the defaults are the module's (override them in tests or what-ifs)."""
 
     prices: Mapping[str, tuple[float | None, float | None]] = field(default_factory=lambda: PRICES_USD_PER_HOUR)
-    backbone_images_per_second: Mapping[str, float] = field(default_factory=lambda: ASSUMED_BACKBONE_IMAGES_PER_SECOND)
+    backbone_images_per_second: Mapping[str, float] = field(default_factory=lambda: BACKBONE_IMAGES_PER_SECOND)
     head_samples_per_second: float = ASSUMED_HEAD_SAMPLES_PER_SECOND
     job_overhead_seconds: float = ASSUMED_JOB_OVERHEAD_SECONDS
     spot_price_fraction: float = ASSUMED_SPOT_PRICE_FRACTION
 
-    def job(self, step: str, instance_type: str, *, jobs: int, backbone_images: int, head_samples: int = 0) -> JobCost:
-        """``jobs`` identical jobs, each running ``backbone_images`` backbone passes and ``head_samples`` head steps."""
+    def job(
+        self,
+        step: str,
+        instance_type: str,
+        *,
+        jobs: int,
+        backbone_images: int,
+        head_samples: int = 0,
+        instances: int = 1,
+        serial_backbone_images: int = 0,
+        extra_seconds: float = 0.0,
+    ) -> JobCost:
+        """``jobs`` identical jobs, each running ``backbone_images`` backbone passes and ``head_samples`` head steps
+        spread over ``instances`` (data parallel), then ``serial_backbone_images`` on one instance while the others
+        wait (billed alike), plus ``extra_seconds`` of other work."""
         price = training_price(instance_type, self.prices)
-        seconds = self.job_overhead_seconds + head_samples / self.head_samples_per_second
-        if backbone_images:
-            seconds += backbone_images / backbone_throughput(instance_type, self.backbone_images_per_second)
-        hours = jobs * seconds / 3600
+        backbone = backbone_images + serial_backbone_images
+        rate = backbone_throughput(instance_type, self.backbone_images_per_second) if backbone else 1.0
+        seconds = (
+            self.job_overhead_seconds
+            + extra_seconds
+            + head_samples / instances / self.head_samples_per_second
+            + backbone_images / instances / rate
+            + serial_backbone_images / rate
+        )
+        hours = jobs * instances * seconds / 3600
         return JobCost(
             step=step,
             instance_type=instance_type,
             jobs=jobs,
-            backbone_images=jobs * backbone_images,
+            instances=instances,
+            backbone_images=jobs * backbone,
             hours=hours,
             on_demand_usd=hours * price,
             spot_usd=hours * price * self.spot_price_fraction,
@@ -251,11 +360,21 @@ class CostModel:
         """The jobs of one pipeline run of ``recipe`` on ``dataset``."""
         if recipe.tuning_jobs < 1 or recipe.epochs < 1 or recipe.training_epochs < 1:
             raise CostError(f"tuning jobs and epochs must be at least 1, got {recipe}")
+        if min(recipe.extraction_instances, recipe.training_instances) < 1:
+            raise CostError(f"instance counts must be at least 1, got {recipe}")
         fit = dataset.train + dataset.valid  # photos one epoch trains on and validates on
+        n_train = recipe.training_instances
+        jobs = full_dataset_jobs(self, recipe) if recipe.dataset == "full" else []
         if recipe.feature_cache:
-            jobs = [
-                # Both views (as is, flipped) of every train and valid photo, once.
-                self.job("ExtractFeatures", recipe.training_instance_type, jobs=1, backbone_images=2 * fit),
+            jobs += [
+                # Both views (as is, flipped) of every train and valid photo, once, each instance on its shard.
+                self.job(
+                    "ExtractFeatures",
+                    recipe.training_instance_type,
+                    jobs=1,
+                    backbone_images=2 * fit,
+                    instances=recipe.extraction_instances,
+                ),
                 self.job(
                     "Tune (trials)",
                     recipe.tuning_instance_type,
@@ -267,32 +386,40 @@ class CostModel:
                     "Train",
                     recipe.training_instance_type,
                     jobs=1,
-                    backbone_images=dataset.test,
+                    backbone_images=0,
+                    serial_backbone_images=dataset.test,  # the test runs on rank 0 alone
                     head_samples=recipe.training_epochs * fit,
+                    instances=n_train,
                 ),
             ]
         else:
-            jobs = [
+            jobs += [
                 self.job(
                     "Tune (trials)",
                     recipe.tuning_instance_type,
                     jobs=recipe.tuning_jobs,
                     backbone_images=recipe.epochs * fit,
+                    instances=n_train,
                 ),
                 self.job(
                     "Train",
                     recipe.training_instance_type,
                     jobs=1,
-                    backbone_images=recipe.training_epochs * fit + dataset.test,
+                    backbone_images=recipe.training_epochs * fit,
+                    serial_backbone_images=dataset.test,
+                    instances=n_train,
                 ),
             ]
         hourly = hosting_price(recipe.endpoint_instance_type, self.prices)
+        full = recipe.dataset == "full"
         return RunCost(
             recipe=recipe,
             dataset=dataset,
             jobs=jobs,
             endpoint_usd_per_hour=hourly,
             endpoint_usd_per_month=hourly * HOURS_PER_MONTH,
+            charges=s3_charges(recipe, dataset) if full else [],
+            storage_usd_per_month=dataset.total * PHOTO_BYTES / 1e9 * S3_USD_PER_GB_MONTH if full else 0.0,
         )
 
 
@@ -308,25 +435,83 @@ class Comparison:
             "pricesNote": PRICES_NOTE,
             "assumptionsNote": ASSUMPTIONS_NOTE,
             "assumptions": {
-                "backboneImagesPerSecond": dict(ASSUMED_BACKBONE_IMAGES_PER_SECOND),
+                "backboneImagesPerSecond": dict(BACKBONE_IMAGES_PER_SECOND),
+                "measuredNote": MEASURED_EXTRACTION_NOTE,
                 "headSamplesPerSecond": ASSUMED_HEAD_SAMPLES_PER_SECOND,
                 "jobOverheadSeconds": ASSUMED_JOB_OVERHEAD_SECONDS,
                 "spotPriceFraction": ASSUMED_SPOT_PRICE_FRACTION,
                 "hoursPerMonth": HOURS_PER_MONTH,
             },
+            "dataset": self.ours.recipe.dataset,
+            "images": self.ours.dataset.total,
+            "hours": self.ours.hours,
+            "onDemandUsd": self.ours.on_demand_usd,
+            "spotUsd": self.ours.spot_usd,
+            "billedUsd": self.ours.billed_usd,
+            "throughputs": throughput_sources(),
+            **({"fullDatasetNote": FULL_NOTE} if self.ours.recipe.dataset == "full" else {}),
             "ours": self.ours.to_json(),
             "classic": self.classic.to_json(),
         }
 
 
+def full_dataset(images: int = FULL_IMAGES) -> Dataset:
+    """The full dataset's split sizes (80/10/10)."""
+    train, valid = round(0.8 * images), round(0.1 * images)
+    return Dataset(train=train, valid=valid, test=images - train - valid)
+
+
+def _manifest_requests(images: int) -> tuple[int, int, int]:
+    """(LIST pages, metadata GETs, photo copies) of the manifest job."""
+    return -(-ASSUMED_ABID_IMAGES // 1000), ASSUMED_ABID_IMAGES, images
+
+
+def full_dataset_jobs(model: CostModel, recipe: Recipe) -> list[JobCost]:
+    """BuildFullManifest: list, read every metadata object, copy the kept photos (first full run only)."""
+    from bincount.data.full_manifest import MANIFEST_INSTANCE_TYPE
+
+    pages, gets, copies = _manifest_requests(FULL_IMAGES)
+    return [
+        model.job(
+            "BuildFullManifest",
+            MANIFEST_INSTANCE_TYPE,
+            jobs=1,
+            backbone_images=0,
+            extra_seconds=(pages + gets + copies) / ASSUMED_S3_REQUESTS_PER_SECOND,
+        )
+    ]
+
+
+def s3_charges(recipe: Recipe, dataset: Dataset) -> list[Charge]:
+    """S3 requests of a full run: the manifest job's, and every photo download SageMaker makes for the jobs."""
+    pages, gets, copies = _manifest_requests(dataset.total)
+    fit, n = dataset.train + dataset.valid, recipe.training_instances
+    if recipe.feature_cache:  # extraction reads train+valid once (sharded); the final job's hosts each the test
+        downloads = fit + n * dataset.test
+    else:  # every trial's and the final job's hosts each read the photos they train on
+        downloads = recipe.tuning_jobs * n * fit + n * (fit + dataset.test)
+    return [
+        Charge("S3 LIST (metadata)", pages, pages * S3_USD_PER_1000_PUT_COPY_LIST / 1000),
+        Charge("S3 GET (metadata)", gets, gets * S3_USD_PER_1000_GET / 1000),
+        Charge("S3 COPY (photos)", copies, copies * S3_USD_PER_1000_PUT_COPY_LIST / 1000),
+        Charge("S3 GET (job downloads)", downloads, downloads * S3_USD_PER_1000_GET / 1000),
+    ]
+
+
 def compare(ours: Recipe, dataset: Dataset, model: CostModel | None = None) -> Comparison:
     model = model or CostModel()
-    return Comparison(ours=model.run(ours, dataset), classic=model.run(CLASSIC, dataset))
+    classic = replace(CLASSIC, dataset=ours.dataset)
+    return Comparison(ours=model.run(ours, dataset), classic=model.run(classic, dataset))
 
 
 def _usd(value: float) -> str:
     """Dollars: cents above $1, tenths of a cent below (a run's jobs cost cents)."""
     return f"${value:,.2f}" if value >= 1 else f"${value:.3f}"
+
+
+def _jobs(job: JobCost) -> str:
+    """Jobs, and instances per job when more than one (``1x4``)."""
+    return f"{job.jobs}x{job.instances}" if job.instances > 1 else str(job.jobs)
 
 
 def _ratio(classic: float, ours: float) -> str:
@@ -342,20 +527,26 @@ def format_table(comparison: Comparison) -> str:
     d = ours.dataset
     lines.append(f"Dataset: {d.total:,} photos (train {d.train:,}, valid {d.valid:,}, test {d.test:,})")
     lines.append("")
-    header = f"{'recipe':<8} {'step':<16} {'instance':<16} {'jobs':>4} {'backbone imgs':>13} {'hours':>7}"
+    header = f"{'recipe':<8} {'step':<17} {'instance':<16} {'jobs':>4} {'backbone imgs':>13} {'hours':>7}"
     header += f" {'on-demand':>10} {'spot':>9}"
     lines.append(header)
     lines.append("-" * len(header))
     for run in (ours, classic):
         for j in run.jobs:
             lines.append(
-                f"{run.recipe.name:<8} {j.step:<16} {j.instance_type:<16} {j.jobs:>4} {j.backbone_images:>13,} "
+                f"{run.recipe.name:<8} {j.step:<17} {j.instance_type:<16} {_jobs(j):>4} {j.backbone_images:>13,} "
                 f"{j.hours:>7.2f} {_usd(j.on_demand_usd):>10} {_usd(j.spot_usd):>9}"
             )
         lines.append(
-            f"{run.recipe.name:<8} {'= one run':<16} {'':<16} {'':>4} {run.backbone_images:>13,} {run.hours:>7.2f} "
+            f"{run.recipe.name:<8} {'= one run':<17} {'':<16} {'':>4} {run.backbone_images:>13,} {run.hours:>7.2f} "
             f"{_usd(run.on_demand_usd):>10} {_usd(run.spot_usd):>9}"
         )
+        lines.append("")
+    for charge in ours.charges:
+        usd = _usd(charge.usd)
+        lines.append(f"{'ours':<8} {charge.item:<39} {charge.quantity:>13,} {'':>7} {usd:>10} {usd:>9}")
+    if ours.charges:
+        lines.append(f"{'ours':<8} photos stored in the data bucket: {_usd(ours.storage_usd_per_month)} a month")
         lines.append("")
     r = ours.recipe
     lines.append(
@@ -379,7 +570,14 @@ def format_table(comparison: Comparison) -> str:
         f"{_usd(ours.endpoint_usd_per_month)}, classic {classic.recipe.endpoint_instance_type} "
         f"{_usd(classic.endpoint_usd_per_month)}"
     )
+    if r.dataset == "full":
+        lines.append(
+            f"Scale: dataset=full, ExtractFeatures on {r.extraction_instances} and Train on {r.training_instances} "
+            f"instance(s); totals include the first run's BuildFullManifest and S3 requests"
+        )
+        lines.append(f"Full dataset: {FULL_NOTE}")
     lines.append("")
+    lines.append(f"Throughputs: {MEASURED_EXTRACTION_NOTE}")
     lines.append(f"Prices: {PRICES_NOTE}")
     lines.append(f"Assumptions: {ASSUMPTIONS_NOTE}")
     return "\n".join(lines)

@@ -174,6 +174,18 @@ def _log_retention(raw: Any) -> int:
     return value
 
 
+_BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+
+
+def _bucket_list(raw: Any) -> str:
+    """Comma-separated S3 bucket names, normalised (no spaces, no empty names)."""
+    names = [name.strip() for name in _text(raw).split(",") if name.strip()]
+    bad = [name for name in names if not _BUCKET_NAME.match(name)]
+    if bad:
+        raise ValueError(f"not S3 bucket names: {', '.join(bad)}")
+    return ",".join(names)
+
+
 def _one_of(choices: tuple[str, ...]) -> Callable[[Any], str]:
     def parse(raw: Any) -> str:
         value = _text(raw)
@@ -185,6 +197,8 @@ def _one_of(choices: tuple[str, ...]) -> Callable[[Any], str]:
 
 
 SERVING_IMAGES: tuple[str, ...] = ("project", "prebuilt")
+DATASETS: tuple[str, ...] = ("subset", "full")
+APPROVAL_MODES: tuple[str, ...] = ("auto", "manual")
 _INSTANCE = _matching(_INSTANCE_TYPE, "a SageMaker instance type such as ml.m5.xlarge")
 
 
@@ -376,6 +390,54 @@ class Settings:
         runtime=True,
     )
 
+    # --- model lifecycle (docs/design.md §10) -----------------------------------------------------------------------
+    approval: str = setting(
+        "approval",
+        "auto",
+        _one_of(APPROVAL_MODES),
+        "Every trained model is registered in the stack's model package group. 'auto' approves it when the quality "
+        "gate passes (rejects it, with the cause, when not) and deploys it; 'manual' registers it "
+        "PendingManualApproval and deploys it once a person approves it.",
+        runtime=True,
+    )
+    min_instances: int = setting(
+        "minInstances",
+        1,
+        _between(1, 100, _integer),
+        "Endpoint instances a deployment starts with, and the autoscaling floor.",
+        runtime=True,
+    )
+    max_instances: int = setting(
+        "maxInstances",
+        1,
+        _between(1, 100, _integer),
+        "Above minInstances: target-tracking autoscaling on invocations per instance up to this many instances; "
+        "the API's usage plan scales with it.",
+        runtime=True,
+    )
+    data_capture_percent: int = setting(
+        "dataCapturePercent",
+        0,
+        _between(0, 100, _integer),
+        "Share of requests (and responses) the endpoint captures to the data bucket under capture/ (0 = off: "
+        "photos are customers' data, opt in).",
+        runtime=True,
+    )
+    bake_minutes: int = setting(
+        "bakeMinutes",
+        10,
+        _between(0, 60, _integer),
+        "Blue/green endpoint updates keep the old fleet this long under the rollback alarms before finishing "
+        "(fixed at deploy: Step Functions cannot multiply minutes into the request's seconds).",
+    )
+    invocations_per_instance: int = setting(
+        "invocationsPerInstance",
+        120,
+        _between(1, 100000, _integer),
+        "Autoscaling target: invocations per instance per minute (about 2 per second: what one ml.t2.medium serves).",
+        runtime=True,
+    )
+
     # --- dataset ------------------------------------------------------------------------------------------------
     max_images_per_count: int | None = setting(
         "maxImagesPerCount",
@@ -383,6 +445,28 @@ class Settings:
         _at_least(1, _optional_integer),
         "Dataset subset: at most this many images per object count (a stratified sample of file_list.json); "
         "null uses all 10,441.",
+    )
+    dataset: str = setting(
+        "dataset",
+        "subset",
+        _one_of(DATASETS),
+        "'subset': file_list.json's 10,441 images (maxImagesPerCount applies); 'full': every ABID image with 1..5 "
+        "objects, its manifest built in the cloud from the public metadata once (BuildFullManifest) and reused.",
+        runtime=True,
+    )
+    extraction_instance_count: int = setting(
+        "extractionInstanceCount",
+        1,
+        _between(1, 100, _integer),
+        "Instances of the feature-extraction job, each extracting its own shard of the photos (ShardedByS3Key).",
+        runtime=True,
+    )
+    training_instance_count: int = setting(
+        "trainingInstanceCount",
+        1,
+        _between(1, 100, _integer),
+        "Instances of the final training job (data parallel), and of every trial too when featureCache is false.",
+        runtime=True,
     )
     copy_concurrency: int = setting(
         "copyConcurrency",
@@ -402,15 +486,32 @@ class Settings:
         "apiRateLimit",
         5.0,
         _between(0.1, 10000, _number),
-        "API requests per second (steady), sized for one ml.t2.medium.",
+        "API requests per second (steady) per endpoint instance, sized for one ml.t2.medium; the API allows it "
+        "times maxInstances.",
     )
     api_burst_limit: int = setting(
-        "apiBurstLimit", 10, _between(1, 5000, _integer), "API requests allowed in a burst above the steady rate."
+        "apiBurstLimit",
+        10,
+        _between(1, 5000, _integer),
+        "API requests allowed in a burst above the steady rate, per endpoint instance (times maxInstances).",
     )
     api_daily_quota: int = setting(
-        "apiDailyQuota", 10000, _between(1, 10_000_000, _integer), "API requests per day for the API key."
+        "apiDailyQuota",
+        10000,
+        _between(1, 10_000_000, _integer),
+        "API requests per day for the API key, per endpoint instance (times maxInstances).",
     )
     log_retention_days: int = setting("logRetentionDays", 30, _log_retention, "Retention of the app's log groups.")
+    batch_instance_type: str = setting(
+        "batchInstanceType", "ml.m5.large", _INSTANCE, "Instance type of the Batch state machine's transform job."
+    )
+    batch_input_buckets: str = setting(
+        "batchInputBuckets",
+        "",
+        _bucket_list,
+        "Buckets besides the data bucket the Batch state machine may read photos and expected CSVs from "
+        "(comma-separated names): deploying grants its transform job and Lambda read access to them.",
+    )
 
     def __post_init__(self) -> None:
         if len(self.name_prefix) > MAX_NAME_PREFIX:
@@ -433,6 +534,10 @@ class Settings:
                 f"setting 'sagemakerDebugger' needs a training container with smdebug, but 'frameworkVersion' is "
                 f"{self.framework_version!r}: set frameworkVersion to one of {', '.join(SMDEBUG_FRAMEWORK_VERSIONS)} "
                 "(with pyVersion py310), or sagemakerDebugger to false (the training code's own rules run anyway)"
+            )
+        if self.min_instances > self.max_instances:
+            raise SettingsError(
+                f"setting 'minInstances' ({self.min_instances}) must not exceed 'maxInstances' ({self.max_instances})"
             )
         if self.max_wait_seconds < self.max_runtime_seconds:
             raise SettingsError(
@@ -457,6 +562,25 @@ class Settings:
     @property
     def state_machine_name(self) -> str:
         return f"{self.name_prefix}-pipeline"
+
+    @property
+    def deploy_state_machine_name(self) -> str:
+        """The deployment state machine (registered, approved model package -> endpoint)."""
+        return f"{self.name_prefix}-deploy"
+
+    @property
+    def model_package_group_name(self) -> str:
+        """The model registry's group every trained model is registered in."""
+        return f"{self.name_prefix}-models"
+
+    @property
+    def batch_state_machine_name(self) -> str:
+        return f"{self.name_prefix}-batch"
+
+    @property
+    def batch_buckets(self) -> tuple[str, ...]:
+        """The buckets of ``batchInputBuckets``, besides the data bucket."""
+        return tuple(name for name in self.batch_input_buckets.split(",") if name)
 
 
 @dataclass(frozen=True)

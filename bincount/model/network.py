@@ -181,6 +181,11 @@ def save_model(model: BinCountNet, config: ModelConfig, model_dir: str | Path) -
     return path
 
 
+def empty_model(config: ModelConfig) -> BinCountNet:
+    """The network with untrained weights (no download), to load a state dict into."""
+    return BinCountNet(_features(None), build_head(config))
+
+
 def load_model(model_dir: str | Path) -> BinCountNet:
     """Rebuild the network from an artifact directory (no download) and load its weights, in eval mode.
 
@@ -193,7 +198,7 @@ def load_model(model_dir: str | Path) -> BinCountNet:
     if not path.is_file():
         raise FileNotFoundError(f"no {MODEL_FILE} in {model_dir}: is this a bincount model artifact?")
     config = ModelConfig.load(model_dir)
-    model = BinCountNet(_features(None), build_head(config))
+    model = empty_model(config)
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:

@@ -10,6 +10,7 @@ The cache is tied to the backbone that made it: a fingerprint of its weights is 
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import tarfile
@@ -54,6 +55,25 @@ class FeatureSet:
         return path
 
     @classmethod
+    def concat(cls, parts: list[FeatureSet]) -> FeatureSet:
+        """One set from the shards of several extraction hosts (same backbone, disjoint photos)."""
+        if len(parts) == 1:
+            return parts[0]
+        backbones = {p.backbone for p in parts}
+        if len(backbones) != 1:
+            raise DataError(f"feature shards were made by different backbones: {sorted(backbones)}")
+        ids = [i for p in parts for i in p.ids]
+        if len(set(ids)) != len(ids):
+            raise DataError("feature shards overlap: a photo was extracted by more than one host")
+        return cls(
+            torch.cat([p.features for p in parts]),
+            torch.cat([p.targets for p in parts]),
+            ids,
+            parts[0].backbone,
+            sum(p.skipped for p in parts),
+        )
+
+    @classmethod
     def load(cls, path: Path) -> FeatureSet:
         try:
             payload = torch.load(path, map_location="cpu", weights_only=True)
@@ -86,12 +106,32 @@ def _collate(items: list[tuple[torch.Tensor, int, int] | None]) -> tuple[torch.T
 
 @torch.inference_mode()
 def extract_channel(
-    root: Path, backbone: nn.Module, device: torch.device, *, batch_size: int = 64, workers: int = 0
+    root: Path,
+    backbone: nn.Module,
+    device: torch.device,
+    *,
+    batch_size: int = 64,
+    workers: int = 0,
+    shard: tuple[int, int] | None = None,
 ) -> FeatureSet:
-    """Both views' features of every readable photo of a channel (unreadable ones skipped and counted)."""
+    """Both views' features of every readable photo of a channel (unreadable ones skipped and counted).
+
+    ``shard=(rank, world)`` keeps every ``world``-th photo from ``rank`` (a channel every host holds whole). On a
+    GPU the backbone runs channels-last under autocast (bf16 where supported, else fp16); features are stored fp32.
+    """
     backbone.eval()
     dataset = ChannelDataset(root, eval_transform())
-    loader = DataLoader(_Indexed(dataset), batch_size=batch_size, num_workers=workers, collate_fn=_collate)
+    if shard is not None:
+        rank, world = shard
+        dataset.samples = dataset.samples[rank::world]
+        if not dataset.samples:
+            raise DataError(f"shard {rank} of {world} of {root} holds no photo: use fewer instances")
+    cuda = device.type == "cuda"
+    if cuda:
+        backbone.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+    loader = DataLoader(
+        _Indexed(dataset), batch_size=batch_size, num_workers=workers, collate_fn=_collate, pin_memory=cuda
+    )
     chunks: list[torch.Tensor] = []
     targets: list[torch.Tensor] = []
     ids: list[str] = []
@@ -100,16 +140,27 @@ def extract_channel(
         skipped += batch_skipped
         if not indices:
             continue
-        images = images.to(device)
+        images = images.to(device, non_blocking=True)
+        if cuda:
+            images = images.contiguous(memory_format=torch.channels_last)
         # The training transform flips after resize + crop, and normalisation is per channel, so the flipped
         # view is exactly the eval view mirrored along the width.
-        views = torch.stack([backbone(images), backbone(torch.flip(images, dims=[3]))], dim=1)
+        with autocast(device):
+            views = torch.stack([backbone(images), backbone(torch.flip(images, dims=[3]))], dim=1)
         chunks.append(views.float().cpu())
         targets.append(batch_targets)
         ids.extend(dataset.samples[i].image_id for i in indices)
     if not chunks:
         raise DataError(f"no readable photo in {root}: nothing to extract")
     return FeatureSet(torch.cat(chunks), torch.cat(targets), ids, backbone_fingerprint(backbone), skipped)
+
+
+def autocast(device: torch.device) -> contextlib.AbstractContextManager[object]:
+    """Mixed precision on a GPU (bf16 where the GPU has it, else fp16); nothing on the CPU (fp32, exact)."""
+    if device.type != "cuda":
+        return contextlib.nullcontext()
+    dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.autocast("cuda", dtype=dtype)
 
 
 class CachedViews(Dataset):
@@ -158,9 +209,63 @@ def find_cache(channel_dir: str | Path, channel: str) -> Path:
     raise DataError(f"no {channel}{FEATURES_SUFFIX} in the features channel {directory}")
 
 
+def shard_path(directory: Path, channel: str, host: str) -> Path:
+    """A host's shard of a channel's cache (multi-instance extraction)."""
+    return directory / f"{channel}.{host}{FEATURES_SUFFIX}"
+
+
+def _shards(directory: Path, channel: str) -> list[Path]:
+    return sorted(p for p in directory.glob(f"{channel}.*{FEATURES_SUFFIX}") if p.is_file())
+
+
+def cache_files(channel_dir: str | Path, channel: str) -> list[Path]:
+    """A channel's cache: its one file, or every host's shard (a folder of shards or inside an archive)."""
+    directory = Path(channel_dir)
+    if features_path(directory, channel).is_file() or not _shards(directory, channel):
+        try:
+            return [find_cache(directory, channel)]
+        except DataError:
+            for name in ARCHIVES:
+                if (directory / name).is_file() and _shards(_unpack((directory / name).resolve()), channel):
+                    return _shards(_unpack((directory / name).resolve()), channel)
+            raise
+    return _shards(directory, channel)
+
+
+def load_shards(files: list[Path]) -> FeatureSet:
+    """Concatenate shards one at a time into one preallocated tensor: the full dataset's train features are ~4 GB,
+    and holding every shard plus their concatenation would need twice that (a trial's ml.m5.large has 8 GiB)."""
+    sizes, backbones, ids = [], set(), []
+    for path in files:  # a first pass for the sizes; shards are loaded again below, one at a time
+        part = FeatureSet.load(path)
+        sizes.append(len(part.targets))
+        backbones.add(part.backbone)
+        ids.extend(part.ids)
+        shape, dtype = part.features.shape[1:], part.features.dtype
+        del part
+    if len(backbones) != 1:
+        raise DataError(f"feature shards were made by different backbones: {sorted(backbones)}")
+    if len(set(ids)) != len(ids):
+        raise DataError("feature shards overlap: a photo was extracted by more than one host")
+    features = torch.empty((sum(sizes), *shape), dtype=dtype)
+    targets = torch.empty(sum(sizes), dtype=torch.long)
+    start, skipped = 0, 0
+    for path, size in zip(files, sizes, strict=True):
+        part = FeatureSet.load(path)
+        features[start : start + size] = part.features
+        targets[start : start + size] = part.targets
+        skipped += part.skipped
+        start += size
+        del part
+    return FeatureSet(features, targets, ids, backbones.pop(), skipped)
+
+
 def load_cache(channel_dir: str | Path, channel: str, backbone: nn.Module) -> FeatureSet:
-    """Load a channel's cache and check it was made by this very backbone."""
-    cache = FeatureSet.load(find_cache(channel_dir, channel))
+    """Load a channel's cache (all its shards) and check it was made by this very backbone."""
+    files = cache_files(channel_dir, channel)
+    cache = FeatureSet.load(files[0]) if len(files) == 1 else load_shards(files)
+    if len(files) > 1:
+        log.info("%s features: %d shards (%s)", channel, len(files), ", ".join(p.name for p in files))
     expected = backbone_fingerprint(backbone)
     if cache.backbone != expected:
         raise DataError(

@@ -48,7 +48,7 @@ def metric_regex(name: str) -> str:
     """The regex that reads ``name=value`` from a log line; its one capture group is the value.
 
     ``\b`` before the name (which starts with a letter) keeps ``valid:loss`` from matching inside ``xvalid:loss``;
-    no metric name ends another after a ``:`` (``tests/test_metrics.py`` makes sure), so ``\b`` is enough.
+    no metric name ends another after a ``:`` (``tests/unit/training/test_metrics.py`` makes sure), so ``\b`` is enough.
     """
     if not name[:1].isalpha():
         raise ValueError(f"metric names start with a letter: {name!r}")

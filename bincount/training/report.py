@@ -45,6 +45,36 @@ def _table(header: tuple[str, ...], rows: list[tuple[Any, ...]], classes: list[s
     return f"<table><tr>{head}</tr>{''.join(body)}</table>"
 
 
+def _review_section(review: Mapping[str, Any] | None) -> list[str]:
+    """Calibration and the review trade-off: what the threshold chosen on validation accepts on the test set."""
+    if not review:
+        return []
+
+    def num(value: Any) -> Any:
+        return "n/a" if value is None else round(value, 4) if isinstance(value, float) else value
+
+    rows = [
+        ("temperature (fitted on validation)", num(review.get("temperature"))),
+        ("review threshold (confidence below it: needs_review)", num(review.get("threshold"))),
+        ("target accuracy of accepted answers (validation)", num(review.get("target_accuracy"))),
+        ("calibration error (ECE), test, before scaling", num(review.get("ece_before"))),
+        ("calibration error (ECE), test, after scaling", num(review.get("ece_after"))),
+    ]
+    for split in ("valid", "test"):
+        part = review.get(split) or {}
+        rows += [
+            (f"{split}: share of photos accepted", num(part.get("accepted_share"))),
+            (f"{split}: accuracy of the accepted photos", num(part.get("accepted_accuracy"))),
+            (f"{split}: accuracy of all photos", num(part.get("accuracy"))),
+        ]
+    note = (
+        '<p class="issue">No threshold reached the target on validation: every answer goes to review.</p>'
+        if review.get("review_all")
+        else ""
+    )
+    return ["<h2>Review</h2>", note, _table(("measure", "value"), rows)]
+
+
 def render_report(
     evaluation: Mapping[str, Any], diagnostics: Mapping[str, Any], plots: Mapping[str, Path], *, title: str
 ) -> str:
@@ -102,6 +132,7 @@ def render_report(
         "<h2>Test set</h2>",
         _table(("metric", "value"), test_rows),
         _image(plots["confusion"], "confusion matrix"),
+        *_review_section(evaluation.get("review")),
         "<h2>Profile</h2>",
         _table(("measure", "value"), summary_rows),
         _table(("epoch", "images", "images/s", "data loading s", "compute s"), epoch_rows),

@@ -33,10 +33,13 @@ from bincount.model.network import (
     BinCountNet,
     ModelConfig,
     PretrainedWeightsUnavailable,
+    build_head,
     build_model,
+    empty_model,
     save_model,
 )
 from bincount.model.quantize import CALIBRATION_IMAGES, save_int8_backbone
+from bincount.serving.review import DEFAULT_TARGET_ACCURACY, ReviewPolicy, calibrate
 from bincount.training import debugger, diagnostics, distributed
 from bincount.training.checkpoint import Checkpointer, History
 from bincount.training.diagnostics import TrainingDiverged, TrainingMonitor
@@ -129,8 +132,10 @@ def evaluate(
     predictions: list[tuple[int, int]] | None = None,
     *,
     reduce: bool = True,
+    logits: list[list[float]] | None = None,
 ) -> EpochStats:
-    """Mean loss and accuracy on a channel; appends (true, predicted) class indices to ``predictions`` if given.
+    """Mean loss and accuracy on a channel; appends (true, predicted) class indices to ``predictions`` and each
+    photo's logits to ``logits`` if given.
 
     ``reduce=False`` keeps the numbers of this process alone (the test channel is evaluated on rank 0 only).
     """
@@ -138,11 +143,13 @@ def evaluate(
     debugger.set_mode(hook, "eval")
     tally = _Tally()
     for images, targets in _batches(loader, device, tally):
-        logits = model(images)
-        predicted = logits.argmax(1)
-        tally.add(criterion(logits, targets).item(), predicted, targets)
+        out = model(images)
+        predicted = out.argmax(1)
+        tally.add(criterion(out, targets).item(), predicted, targets)
         if predictions is not None:
             predictions.extend(zip(targets.tolist(), predicted.tolist(), strict=True))
+        if logits is not None:
+            logits.extend(out.float().cpu().tolist())
     return _reduce(tally, device, reduce=reduce)
 
 
@@ -332,7 +339,9 @@ def _run(args: argparse.Namespace, device: torch.device, *, final: bool) -> int:
         log.info(format_metric(VALID_ACCURACY, history.valid_accuracy[best]))
         if final:
             assert test_loader is not None
-            _finish(net, config, test_loader, criterion, device, history, args, hook, monitor)
+            # A Debugger hook counts every pass of the module it watches: the review's validation pass runs on a copy.
+            reviewed = trained if hook is None else _unhooked_copy(trained, config, cached, device)
+            _finish(net, config, test_loader, criterion, device, history, args, hook, monitor, (reviewed, valid_loader))
         debugger.close(hook)
         return 0
     finally:
@@ -349,15 +358,21 @@ def _finish(
     args: argparse.Namespace,
     hook: object | None,
     monitor: TrainingMonitor,
+    validation: tuple[nn.Module, DataLoader],
 ) -> None:
-    """Test once, then write evaluation.json, the plots, report.html and the model artifact."""
+    """Test once, then write evaluation.json, the plots, report.html and the model artifact (with review.json: the
+    temperature and review threshold fitted on ``validation``, the selected model and its validation loader)."""
     from bincount.training import plots  # matplotlib only where plots are drawn
     from bincount.training import report as report_page
 
     pairs: list[tuple[int, int]] = []
-    test_stats = evaluate(net, test_loader, criterion, device, hook, predictions=pairs, reduce=False)
+    test_logits: list[list[float]] = []
+    test_stats = evaluate(
+        net, test_loader, criterion, device, hook, predictions=pairs, reduce=False, logits=test_logits
+    )
     report = evaluate_counts([index_to_count(t) for t, _ in pairs], [index_to_count(p) for _, p in pairs])
     report["loss"] = test_stats.loss
+    policy, report["review"] = _fit_review(*validation, device, test_logits, [t for t, _ in pairs], args)
     log.info(format_metric(TEST_ACCURACY, float(report["accuracy"])))
     log.info(format_metric(TEST_RMSE, float(report["rmse"])))
     output_dir = Path(args.output_data_dir)
@@ -369,9 +384,53 @@ def _finish(
     page = report_page.write_report(output_dir, report, monitor.to_json(), drawn)
     log.info("training report: %s", page)
     save_model(net.cpu(), config, args.model_dir)
+    policy.save(args.model_dir)
     _save_int8(net, args)
     package_code(args.model_dir)
     log.info("model artifact written to %s; evaluation and plots to %s", args.model_dir, output_dir)
+
+
+def _unhooked_copy(module: nn.Module, config: ModelConfig, cached: bool, device: torch.device) -> nn.Module:
+    """The selected weights in a module no hook watches (the head alone when training read cached features)."""
+    fresh = build_head(config) if cached else empty_model(config)
+    fresh.load_state_dict(module.state_dict())
+    return fresh.to(device).eval()
+
+
+def _fit_review(
+    model: nn.Module,
+    valid_loader: DataLoader,
+    device: torch.device,
+    test_logits: list[list[float]],
+    test_targets: list[int],
+    args: argparse.Namespace,
+) -> tuple[ReviewPolicy, dict[str, object]]:
+    """Temperature and review threshold on the validation channel (this process's shard), reported on the test set."""
+    pairs: list[tuple[int, int]] = []
+    valid_logits: list[list[float]] = []
+    # A loss module of its own: the training criterion may carry a Debugger hook too.
+    evaluate(model, valid_loader, nn.CrossEntropyLoss(), device, predictions=pairs, reduce=False, logits=valid_logits)
+    policy, review = calibrate(
+        valid_logits,
+        [t for t, _ in pairs],
+        test_logits,
+        test_targets,
+        target_accuracy=args.review_target_accuracy,
+    )
+    test = review["test"]
+    log.info(
+        "review: temperature %.3f, threshold %.3f for %.0f%% accepted accuracy on valid; test: %d of %d accepted "
+        "(accuracy %s), ECE %.3f -> %.3f",
+        policy.temperature,
+        policy.threshold,
+        100 * args.review_target_accuracy,
+        test["accepted"],
+        test["n"],
+        "n/a" if test["accepted_accuracy"] is None else f"{test['accepted_accuracy']:.3f}",
+        review["ece_before"],
+        review["ece_after"],
+    )
+    return policy, review
 
 
 def _save_int8(net: BinCountNet, args: argparse.Namespace) -> None:
@@ -449,6 +508,13 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
         help="train only the head (default: true); false fine-tunes the whole network",
     )
     hp.add_argument("--seed", type=int, default=42, help="random seed (default: 42)")
+    hp.add_argument(
+        "--review-target-accuracy",
+        type=float,
+        default=DEFAULT_TARGET_ACCURACY,
+        help="the review threshold is the lowest confidence at which the accepted validation answers reach this "
+        f"accuracy; below it an answer needs review (default: {DEFAULT_TARGET_ACCURACY})",
+    )
     diagnostics.add_arguments(p)
     run = p.add_argument_group("run")
     run.add_argument(
@@ -474,6 +540,11 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
         default=_env("SM_CHANNEL_FEATURES"),
         help="cached backbone features from extract_features.py: train on them instead of the photos",
     )
+    io.add_argument(
+        "--features-output",
+        default=None,
+        help="extraction: also write each host's feature shard here (an s3:// prefix or a folder; default: none)",
+    )
     io.add_argument("--model-dir", default=_env("SM_MODEL_DIR"), help="where the model artifact goes")
     io.add_argument(
         "--output-data-dir", default=_env("SM_OUTPUT_DATA_DIR", "output"), help="where evaluation.json and the plots go"
@@ -491,6 +562,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
             get_args_parser().error(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
     if args.weight_decay < 0:
         get_args_parser().error(f"--weight-decay must be >= 0, got {args.weight_decay}")
+    if not 0 < args.review_target_accuracy <= 1:
+        get_args_parser().error(f"--review-target-accuracy must be in (0, 1], got {args.review_target_accuracy}")
     problem = diagnostics.check_arguments(args)
     if problem:
         get_args_parser().error(problem)

@@ -3,10 +3,13 @@
 The state machine creates SageMaker resources CloudFormation does not know about. When the stack is deleted this
 handler, which CloudFormation deletes before the state machine and the roles (it depends on them), in order:
 
-1. stops the pipeline's running executions (a stopped ``.sync`` task stops its job);
+1. stops the pipeline's and the deployments' running executions (a stopped ``.sync`` task stops its job);
 2. stops the ``<prefix>-hpo-*`` tuning jobs and ``<prefix>-*`` training jobs still in progress;
-3. deletes the endpoint (waiting while it is Creating or Updating, which DeleteEndpoint refuses), its log group,
-   and every ``<prefix>-config-*`` endpoint config and ``<prefix>-model-*`` model.
+3. deregisters the endpoint's variant from Application Auto Scaling (which deletes its scaling policy and alarms);
+4. deletes the endpoint (waiting while it is Creating or Updating, which DeleteEndpoint refuses), its log group,
+   and every ``<prefix>-config-*`` endpoint config and ``<prefix>-model-*`` model;
+5. deletes every version of the model package group, so that CloudFormation can delete the group (it refuses a
+   group that holds versions) and a later deploy can create it again.
 
 Create and Update do nothing. Standard library and boto3 only (the Lambda runtime's), no cfnresponse.
 """
@@ -162,6 +165,35 @@ def delete_named(sagemaker: Any, prefix: str) -> list[str]:
     return deleted
 
 
+def deregister_autoscaling(autoscaling: Any, resource_id: str, dimension: str) -> bool:
+    """Deregister the endpoint's variant as a scalable target; False when it was not registered."""
+    found = autoscaling.describe_scalable_targets(
+        ServiceNamespace="sagemaker", ResourceIds=[resource_id], ScalableDimension=dimension
+    )["ScalableTargets"]
+    if not found:
+        return False
+    autoscaling.deregister_scalable_target(
+        ServiceNamespace="sagemaker", ResourceId=resource_id, ScalableDimension=dimension
+    )
+    return True
+
+
+def delete_model_versions(sagemaker: Any, group: str) -> list[str]:
+    """Delete every version of the model package group; returns their ARNs (none when the group is gone)."""
+    try:
+        versions = [
+            p["ModelPackageArn"]
+            for p in _pages(sagemaker.list_model_packages, "ModelPackageSummaryList", ModelPackageGroupName=group)
+        ]
+    except ClientError as e:
+        if _missing(e):
+            return []
+        raise
+    for arn in versions:
+        sagemaker.delete_model_package(ModelPackageName=arn)
+    return versions
+
+
 def delete_log_group(logs: Any, name: str) -> bool:
     try:
         logs.delete_log_group(logGroupName=name)
@@ -173,19 +205,29 @@ def delete_log_group(logs: Any, name: str) -> bool:
 
 
 def clean_up(
-    properties: dict[str, Any], *, sagemaker: Any, sfn: Any, logs: Any, sleep: Callable[[float], None] = time.sleep
+    properties: dict[str, Any],
+    *,
+    sagemaker: Any,
+    sfn: Any,
+    logs: Any,
+    autoscaling: Any,
+    sleep: Callable[[float], None] = time.sleep,
 ) -> dict[str, list[str]]:
     """Everything a stack delete must remove; returns what it did, by kind."""
     prefix = properties["NamePrefix"]
     endpoint = properties["EndpointName"]
+    target = properties["ScalableTargetId"]
     done: dict[str, list[str]] = {
-        "executions": stop_executions(sfn, properties["StateMachineArn"]),
+        "executions": stop_executions(sfn, properties["StateMachineArn"])
+        + stop_executions(sfn, properties["DeployStateMachineArn"]),
         "jobs": stop_jobs(sagemaker, prefix),
+        "autoscaling": [target] if deregister_autoscaling(autoscaling, target, properties["ScalableDimension"]) else [],
         "endpoint": [endpoint] if delete_endpoint(sagemaker, endpoint, sleep=sleep) else [],
     }
     done["configsAndModels"] = delete_named(sagemaker, prefix)
     log_group = f"/aws/sagemaker/Endpoints/{endpoint}"
     done["logGroups"] = [log_group] if delete_log_group(logs, log_group) else []
+    done["modelVersions"] = delete_model_versions(sagemaker, properties["ModelPackageGroupName"])
     return done
 
 
@@ -202,6 +244,7 @@ def handler(event: dict[str, Any], context: Any) -> None:
                 sagemaker=boto3.client("sagemaker"),
                 sfn=boto3.client("stepfunctions"),
                 logs=boto3.client("logs"),
+                autoscaling=boto3.client("application-autoscaling"),
             )
             reason = json.dumps(done)
             log.info("cleaned up: %s", reason)

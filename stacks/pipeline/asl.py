@@ -26,6 +26,7 @@ PLACEHOLDERS: tuple[str, ...] = (
     "NotificationTopicArn",
     "TrainingSourceUrl",
     "InferenceImage",
+    "DeployStateMachineArn",
 )
 
 # Where states keep their results in the execution's JSON.

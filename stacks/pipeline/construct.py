@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from aws_cdk import ArnFormat, Stack
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_s3_assets as s3_assets
@@ -16,6 +17,7 @@ from stacks.images import ContainerImages
 from stacks.log_groups import log_group
 from stacks.nag import NagWildcard, suppress_wildcards
 from stacks.permissions import Arns, attach
+from stacks.pipeline import scale
 from stacks.pipeline.asl import INFERENCE_IMAGE, to_json
 from stacks.pipeline.definition import PipelineSpec, pipeline_definition
 from stacks.pipeline.iam import sagemaker_execution_permissions, state_machine_permissions
@@ -49,6 +51,14 @@ class TrainingPipeline(Construct):
     ) -> None:
         super().__init__(scope, construct_id)
         arns = Arns(self, settings)
+        # The deployment state machine (stacks.lifecycle) by its name: it is created after this construct, whose
+        # SageMaker role it passes to its models; the stack makes this state machine depend on it.
+        self.deploy_state_machine_arn = Stack.of(self).format_arn(
+            service="states",
+            resource="stateMachine",
+            resource_name=settings.deploy_state_machine_name,
+            arn_format=ArnFormat.COLON_RESOURCE_NAME,
+        )
 
         self.sagemaker_role = iam.Role(
             self,
@@ -57,20 +67,21 @@ class TrainingPipeline(Construct):
             description="Runs the bincount tuning trials, training job, Debugger rules and endpoint model.",
         )
         sagemaker_policy = iam.Policy(self, "SageMakerAccess", roles=[self.sagemaker_role])
+        source_object_arn = bucket.stack.format_arn(
+            service="s3", region="", account="", resource=source.s3_bucket_name, resource_name=source.s3_object_key
+        )
+        public_bucket_arn = bucket.stack.format_arn(service="s3", region="", account="", resource=SOURCE_BUCKET)
         attach(
             sagemaker_policy,
-            sagemaker_execution_permissions(
-                arns,
-                bucket_arn=bucket.bucket_arn,
-                repositories=[*(i.arn(arns) for i in images.all()), serving.repository_arn],
-                source_object_arn=bucket.stack.format_arn(
-                    service="s3",
-                    region="",
-                    account="",
-                    resource=source.s3_bucket_name,
-                    resource_name=source.s3_object_key,
+            [
+                *sagemaker_execution_permissions(
+                    arns,
+                    bucket_arn=bucket.bucket_arn,
+                    repositories=[*(i.arn(arns) for i in images.all()), serving.repository_arn],
+                    source_object_arn=source_object_arn,
                 ),
-            ),
+                *scale.execution_permissions(bucket_arn=bucket.bucket_arn, public_bucket_arn=public_bucket_arn),
+            ],
         )
 
         self.role = iam.Role(
@@ -82,12 +93,19 @@ class TrainingPipeline(Construct):
         policy = iam.Policy(self, "StateMachineAccess", roles=[self.role])
         attach(
             policy,
-            state_machine_permissions(
-                arns,
-                bucket_arn=bucket.bucket_arn,
-                sagemaker_role_arn=self.sagemaker_role.role_arn,
-                topic_arn=topic.topic_arn,
-            ),
+            [
+                *state_machine_permissions(
+                    arns,
+                    bucket_arn=bucket.bucket_arn,
+                    sagemaker_role_arn=self.sagemaker_role.role_arn,
+                    topic_arn=topic.topic_arn,
+                    model_package_group_arn=arns.sagemaker("model-package-group", settings.model_package_group_name),
+                    model_versions_arn=arns.sagemaker("model-package", f"{settings.model_package_group_name}/*"),
+                    deploy_state_machine_arn=self.deploy_state_machine_arn,
+                    deploy_executions_arn=self._deploy_executions_arn(settings),
+                ),
+                *scale.state_machine_permissions(arns, bucket_arn=bucket.bucket_arn),
+            ],
         )
 
         self.log_group = log_group(
@@ -103,6 +121,7 @@ class TrainingPipeline(Construct):
             source_bucket=SOURCE_BUCKET,
             defaults=pipeline_defaults(settings, images),
             copy_concurrency=settings.copy_concurrency,
+            model_package_group=settings.model_package_group_name,
             debugger_rules_image=images.debugger_rules.uri if images.debugger_rules else None,
         )
         self.definition = pipeline_definition(spec)
@@ -118,6 +137,7 @@ class TrainingPipeline(Construct):
                 "NotificationTopicArn": topic.topic_arn,
                 "TrainingSourceUrl": source.s3_object_url,
                 "InferenceImage": serving.uri,
+                "DeployStateMachineArn": self.deploy_state_machine_arn,
             },
             role=self.role,
             logs=sfn.LogOptions(destination=self.log_group, level=sfn.LogLevel.ALL, include_execution_data=True),
@@ -126,3 +146,11 @@ class TrainingPipeline(Construct):
         self.state_machine.node.add_dependency(policy)
         # CDK adds the log delivery and X-Ray statements (Resource "*") to the role's default policy.
         suppress_wildcards(self.role, [NagWildcard("Resource", "*", "NoResourceLevelPermissions")])
+
+    def _deploy_executions_arn(self, settings: Settings) -> str:
+        return Stack.of(self).format_arn(
+            service="states",
+            resource="execution",
+            resource_name=f"{settings.deploy_state_machine_name}:*",
+            arn_format=ArnFormat.COLON_RESOURCE_NAME,
+        )

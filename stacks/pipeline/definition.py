@@ -1,7 +1,10 @@
 """The pipeline's state machine definition (Amazon States Language, JSONPath), docs/design.md §1 and §6.
 
-    ApplyDefaults -> PrepareDataset -> [ExtractFeatures] -> Tune -> PickBest -> Train -> QualityGate -> Deploy
-                  -> WaitInService -> Notify
+    ApplyDefaults -> PrepareDataset -> [ExtractFeatures] -> Tune -> PickBest -> Train -> QualityGate
+                  -> RegisterModel (approved, rejected or pending) -> StartDeployment (approved) -> Notify
+
+The model registry and the deployment are in :mod:`stacks.pipeline.registry` and :mod:`stacks.pipeline.deploy`
+(the deployment state machine, which this one starts and waits for).
 
 ChooseFeatureCache decides the channels: with ``featureCache`` (default) ExtractFeatures runs the frozen backbone
 once over train+valid and UseCachedFeatures gives the trials one ``features`` channel (that job's model.tar.gz) and
@@ -18,7 +21,8 @@ Execution JSON, as the states fill it in:
 - ``features``: the extraction job's Describe output (with the cache); ``channels``: the trials' and the final job's
   InputDataConfig;
 - ``tuning`` / ``training``: Describe outputs of the ``.sync`` jobs; ``best``: the merged hyperparameters;
-- ``gate``: the test accuracy; ``endpoint``: the last DescribeEndpoint; ``error``: what failed and why.
+- ``gate``: the test accuracy; ``registration``: the model package and its approval; ``outcome``: the deployment
+  (or the pending approval); ``error``: what failed and why.
 
 Every task has a Catch that records ``$.error`` and goes to NotifyFailure, which publishes the cause to SNS and ends
 in the Fail state PipelineFailed carrying the same error and cause (PipelineStepFailed for the reserved States.*
@@ -30,13 +34,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from bincount.cloud.settings import APPROVAL_MODES
 from bincount.training.metrics import RULE_PREFIX, TEST_ACCURACY
-from stacks.pipeline import requests
+from stacks.pipeline import registry, requests, scale
 from stacks.pipeline.asl import (
     ANY_ERROR,
     DATA_BUCKET,
     ERROR_PATH,
-    SAGEMAKER_API_ERRORS,
     TOPIC_ARN,
     State,
     error_state,
@@ -86,21 +90,6 @@ NOT_AN_ISSUE = "NotAnIssue"
 QUALITY_GATE = "QualityGate"
 GATE_REJECTED = "QualityGateRejected"
 TRAINING_ISSUES_REJECTED = "TrainingIssuesRejected"
-CREATE_MODEL = "CreateModel"
-CREATE_ENDPOINT_CONFIG = "CreateEndpointConfig"
-FIND_ENDPOINT = "FindEndpoint"
-ENDPOINT_EXISTS = "EndpointExists"
-CREATE_ENDPOINT = "CreateEndpoint"
-UPDATE_ENDPOINT = "UpdateEndpoint"
-START_POLLING = "StartPolling"
-DESCRIBE_ENDPOINT = "DescribeEndpoint"
-WAIT_IN_SERVICE = "WaitInService"
-WAIT_FOR_ENDPOINT = "WaitForEndpoint"
-COUNT_POLL = "CountPoll"
-ENDPOINT_FAILED = "EndpointFailed"
-ENDPOINT_UNAVAILABLE = "EndpointUnavailable"
-ENDPOINT_ROLLED_BACK = "EndpointRolledBack"
-ENDPOINT_TIMED_OUT = "EndpointTimedOut"
 SUMMARIZE = "Summarize"
 NOTIFY_SUCCESS = "NotifySuccess"
 SUCCEEDED = "PipelineSucceeded"
@@ -116,15 +105,12 @@ NO_TEST_ACCURACY_ERROR = "TestAccuracyNotReported"
 GATE_ERROR = "QualityGateFailed"
 TRAINING_ISSUES_ERROR = "TrainingIssuesFound"
 STEP_FAILED_ERROR = "PipelineStepFailed"
-ENDPOINT_FAILED_ERROR = "EndpointFailed"
-ENDPOINT_UNAVAILABLE_ERROR = "EndpointUnavailable"
-ENDPOINT_ROLLED_BACK_ERROR = "EndpointUpdateRolledBack"
-ENDPOINT_TIMED_OUT_ERROR = "EndpointTimedOut"
 SOURCE_MISSING_ERROR = "SourceImageMissing"
 
-# The happy path, in one place: a default execution (featureCache, spot, a new endpoint) passes these states in this
-# order; every other state is a branch (capacity, no cache, an existing endpoint, polling) or a failure that ends in
-# NotifyFailure. The states are built in the *_states functions below, in the same order; a test walks this path.
+# The happy path, in one place: a default execution (the subset, featureCache, spot, approval auto) passes these
+# states in this order; every other state is a branch (capacity, the full dataset, no cache, sharding, manual
+# approval) or a failure that ends in NotifyFailure. The deployment itself runs in the lifecycle state machine
+# (stacks/pipeline/deploy.py) that StartDeployment starts. A test walks this path in the synthesized definition.
 HAPPY_PATH: tuple[str, ...] = (
     APPLY_DEFAULTS,  # settings: defaults + input, validated, this run's names
     MERGE_SETTINGS,
@@ -132,6 +118,7 @@ HAPPY_PATH: tuple[str, ...] = (
     NAME_JOBS,
     CHOOSE_CAPACITY,
     USE_SPOT,
+    scale.CHOOSE_DATASET,
     PREPARE_DATASET,  # copy the ABID photos into the data bucket (Distributed Map)
     COUNT_COPIED,
     CHOOSE_FEATURE_CACHE,
@@ -147,14 +134,13 @@ HAPPY_PATH: tuple[str, ...] = (
     READ_TEST_ACCURACY,
     FIND_TRAINING_ISSUES,
     QUALITY_GATE,  # test accuracy >= accuracyFloor (and no training issues with stopOnTrainingIssues)
-    CREATE_MODEL,  # deploy: model, endpoint config, create or update the endpoint, wait InService
-    CREATE_ENDPOINT_CONFIG,
-    FIND_ENDPOINT,
-    ENDPOINT_EXISTS,
-    CREATE_ENDPOINT,
-    START_POLLING,
-    DESCRIBE_ENDPOINT,
-    WAIT_IN_SERVICE,
+    registry.CHOOSE_APPROVAL,  # register the model package; approve it (approval: auto)
+    registry.APPROVE_MODEL,
+    registry.REGISTER_MODEL,
+    registry.CHECK_REGISTRATION,
+    registry.RECORD_APPROVAL,
+    registry.CHECK_APPROVAL,
+    registry.START_DEPLOYMENT,  # the deployment state machine: blue/green, rollback alarms, autoscaling
     SUMMARIZE,
     NOTIFY_SUCCESS,
     SUCCEEDED,
@@ -204,6 +190,7 @@ class PipelineSpec:
     source_bucket: str
     defaults: dict[str, Any]
     copy_concurrency: int
+    model_package_group: str
     debugger_rules_image: str | None = None  # SageMaker Debugger on the final job (setting sagemakerDebugger)
 
     @property
@@ -232,6 +219,16 @@ def settings_states(spec: PipelineSpec) -> dict[str, State]:
     ] + [
         {"Variable": "$.config.tuningMaxParallelJobs", "NumericGreaterThanPath": "$.config.tuningMaxJobs"},
         {"Variable": "$.config.maxWaitSeconds", "NumericLessThanPath": "$.config.maxRuntimeSeconds"},
+        {"Variable": "$.config.minInstances", "NumericGreaterThanPath": "$.config.maxInstances"},
+        {"Variable": "$.config.minInstances", "NumericLessThan": 1},
+        {"Variable": "$.config.dataCapturePercent", "NumericGreaterThan": 100},
+        {"Variable": "$.config.dataCapturePercent", "NumericLessThan": 0},
+        {
+            "Not": {
+                "Or": [{"Variable": "$.config.approval", "StringEquals": mode} for mode in APPROVAL_MODES],
+            }
+        },
+        *scale.invalid_scale_rules(),
     ]
     prefix = spec.name_prefix
     return {
@@ -256,7 +253,9 @@ def settings_states(spec: PipelineSpec) -> dict[str, State]:
             "The execution input has an invalid setting: numbers must be numbers, useSpot, featureCache and "
             "stopOnTrainingIssues true or false, instance "
             "types and images strings, every ...Min below its ...Max, tuningMaxParallelJobs <= tuningMaxJobs and "
-            "maxWaitSeconds >= maxRuntimeSeconds. Settings after applying defaults: {}",
+            "maxWaitSeconds >= maxRuntimeSeconds, 1 <= minInstances <= maxInstances, dataCapturePercent 0..100, "
+            "approval auto or manual, dataset subset or full and the instance counts "
+            f"from 1 to {scale.MAX_INSTANCE_COUNT}. Settings after applying defaults: {{}}",
             "States.JsonToString($.config)",
             next_state=NOTIFY_FAILURE,
         ),
@@ -269,8 +268,7 @@ def settings_states(spec: PipelineSpec) -> dict[str, State]:
                     "tuningJobName.$": format_string(f"{prefix}-hpo-{run_id}", *uuid),
                     "featuresJobName.$": format_string(f"{prefix}-features-{run_id}", *uuid),
                     "trainingJobName.$": format_string(f"{prefix}-train-{run_id}", *uuid),
-                    "modelName.$": format_string(f"{prefix}-model-{run_id}", *uuid),
-                    "endpointConfigName.$": format_string(f"{prefix}-config-{run_id}", *uuid),
+                    "deploymentName.$": format_string(f"{prefix}-deploy-{run_id}", *uuid),
                     "checkpointUri.$": format_string(f"s3://{DATA_BUCKET}/checkpoints/{prefix}-train-{run_id}/", *uuid),
                     # The trials' static hyperparameters, kept here because the tuning job's Describe output adds
                     # SageMaker's own (_tuning_objective_metric), which must not reach the final job.
@@ -285,7 +283,7 @@ def settings_states(spec: PipelineSpec) -> dict[str, State]:
             "Default": USE_ON_DEMAND,
         },
         USE_SPOT: pass_state(
-            PREPARE_DATASET,
+            scale.CHOOSE_DATASET,
             parameters={
                 "spot": True,
                 "stoppingCondition": {
@@ -296,7 +294,7 @@ def settings_states(spec: PipelineSpec) -> dict[str, State]:
             result_path="$.capacity",
         ),
         USE_ON_DEMAND: pass_state(
-            PREPARE_DATASET,
+            scale.CHOOSE_DATASET,
             parameters={"spot": False, "stoppingCondition": {"MaxRuntimeInSeconds.$": "$.config.maxRuntimeSeconds"}},
             result_path="$.capacity",
         ),
@@ -413,9 +411,13 @@ def feature_cache_states(spec: PipelineSpec) -> dict[str, State]:
     return {
         CHOOSE_FEATURE_CACHE: {
             "Type": "Choice",
-            "Choices": [{"Variable": "$.config.featureCache", "BooleanEquals": True, "Next": EXTRACT_FEATURES}],
+            "Choices": [
+                *scale.feature_cache_rules(),
+                {"Variable": "$.config.featureCache", "BooleanEquals": True, "Next": EXTRACT_FEATURES},
+            ],
             "Default": USE_PHOTO_CHANNELS,
         },
+        **scale.feature_states(tune=TUNE, failure=NOTIFY_FAILURE, ctx=spec.request_context),
         EXTRACT_FEATURES: sagemaker_task(
             "createTrainingJob.sync",
             requests.feature_extraction_job(spec.request_context),
@@ -559,7 +561,7 @@ def gate_states() -> dict[str, State]:
                 {
                     "Variable": TEST_ACCURACY_PATH,
                     "NumericGreaterThanEqualsPath": "$.gate.accuracyFloor",
-                    "Next": CREATE_MODEL,
+                    "Next": registry.CHOOSE_APPROVAL,
                 },
             ],
             "Default": GATE_REJECTED,
@@ -571,14 +573,14 @@ def gate_states() -> dict[str, State]:
             "$.run.trainingJobName",
             f"States.JsonToString({TRAINING_ISSUES_PATH})",
             archive_job,
-            next_state=NOTIFY_FAILURE,
+            next_state=registry.REJECT_MODEL,
         ),
         NO_TEST_ACCURACY: error_state(
             NO_TEST_ACCURACY_ERROR,
             f"Training job {{}} reported no {TEST_ACCURACY} metric, so the quality gate cannot pass; nothing was "
             "deployed and the current endpoint keeps serving.",
             "$.run.trainingJobName",
-            next_state=NOTIFY_FAILURE,
+            next_state=registry.REJECT_MODEL_WITHOUT_ACCURACY,
         ),
         GATE_REJECTED: error_state(
             GATE_ERROR,
@@ -587,133 +589,7 @@ def gate_states() -> dict[str, State]:
             TEST_ACCURACY_PATH,
             "$.run.trainingJobName",
             "$.gate.accuracyFloor",
-            next_state=NOTIFY_FAILURE,
-        ),
-    }
-
-
-def deploy_states(spec: PipelineSpec) -> dict[str, State]:
-    """Deploy: model, endpoint config, create or update the endpoint, then poll DescribeEndpoint until InService."""
-    name = spec.endpoint_name
-    ctx = spec.request_context
-    return {
-        CREATE_MODEL: sagemaker_task(
-            "createModel",
-            requests.model(ctx),
-            result_path="$.model",
-            catch=NOTIFY_FAILURE,
-            next_state=CREATE_ENDPOINT_CONFIG,
-        ),
-        CREATE_ENDPOINT_CONFIG: sagemaker_task(
-            "createEndpointConfig",
-            requests.endpoint_config(),
-            result_path="$.endpointConfig",
-            catch=NOTIFY_FAILURE,
-            next_state=FIND_ENDPOINT,
-        ),
-        FIND_ENDPOINT: sdk_task(
-            "sagemaker:listEndpoints",
-            {"NameContains": name, "MaxResults": 100},
-            result_selector={"exists.$": f"States.ArrayContains($.Endpoints[*].EndpointName, '{name}')"},
-            result_path="$.existingEndpoint",
-            retriers=[retry(SAGEMAKER_API_ERRORS)],
-            catch=NOTIFY_FAILURE,
-            next_state=ENDPOINT_EXISTS,
-        ),
-        ENDPOINT_EXISTS: {
-            "Type": "Choice",
-            "Choices": [{"Variable": "$.existingEndpoint.exists", "BooleanEquals": True, "Next": UPDATE_ENDPOINT}],
-            "Default": CREATE_ENDPOINT,
-        },
-        CREATE_ENDPOINT: sagemaker_task(
-            "createEndpoint",
-            requests.create_endpoint(name),
-            result_path="$.endpointRequest",
-            catch=NOTIFY_FAILURE,
-            next_state=START_POLLING,
-        ),
-        UPDATE_ENDPOINT: sagemaker_task(
-            "updateEndpoint",
-            requests.update_endpoint(name),
-            result_path="$.endpointRequest",
-            catch=NOTIFY_FAILURE,
-            next_state=START_POLLING,
-        ),
-        START_POLLING: pass_state(DESCRIBE_ENDPOINT, result={"count": 0}, result_path="$.polls"),
-        DESCRIBE_ENDPOINT: sdk_task(
-            "sagemaker:describeEndpoint",
-            {"EndpointName": name},
-            result_path="$.endpoint",
-            retriers=[retry(SAGEMAKER_API_ERRORS)],
-            catch=NOTIFY_FAILURE,
-            next_state=WAIT_IN_SERVICE,
-        ),
-        WAIT_IN_SERVICE: {
-            "Type": "Choice",
-            "Choices": [
-                {
-                    "And": [
-                        {"Variable": "$.endpoint.EndpointStatus", "StringEquals": "InService"},
-                        {"Variable": "$.endpoint.EndpointConfigName", "StringEqualsPath": "$.run.endpointConfigName"},
-                    ],
-                    "Next": SUMMARIZE,
-                },
-                {"Variable": "$.endpoint.EndpointStatus", "StringEquals": "Failed", "Next": ENDPOINT_FAILED},
-                {
-                    "Or": [
-                        {"Variable": "$.endpoint.EndpointStatus", "StringEquals": status}
-                        for status in ("OutOfService", "Deleting")
-                    ],
-                    "Next": ENDPOINT_UNAVAILABLE,
-                },
-                # InService with the old config: the update failed and SageMaker rolled it back.
-                {"Variable": "$.endpoint.EndpointStatus", "StringEquals": "InService", "Next": ENDPOINT_ROLLED_BACK},
-                {
-                    "Variable": "$.polls.count",
-                    "NumericGreaterThanEqualsPath": "$.config.endpointMaxPolls",
-                    "Next": ENDPOINT_TIMED_OUT,
-                },
-            ],
-            "Default": WAIT_FOR_ENDPOINT,
-        },
-        WAIT_FOR_ENDPOINT: {"Type": "Wait", "SecondsPath": "$.config.endpointPollSeconds", "Next": COUNT_POLL},
-        COUNT_POLL: pass_state(
-            DESCRIBE_ENDPOINT, parameters={"count.$": "States.MathAdd($.polls.count, 1)"}, result_path="$.polls"
-        ),
-        ENDPOINT_FAILED: error_state(
-            ENDPOINT_FAILED_ERROR,
-            "Endpoint {} failed while deploying model {} (endpoint config {}): {}",
-            "$.endpoint.EndpointName",
-            "$.run.modelName",
-            "$.run.endpointConfigName",
-            "$.endpoint.FailureReason",
-            next_state=NOTIFY_FAILURE,
-        ),
-        ENDPOINT_UNAVAILABLE: error_state(
-            ENDPOINT_UNAVAILABLE_ERROR,
-            "Endpoint {} became {} while deploying model {}; see its events in the SageMaker console.",
-            "$.endpoint.EndpointName",
-            "$.endpoint.EndpointStatus",
-            "$.run.modelName",
-            next_state=NOTIFY_FAILURE,
-        ),
-        ENDPOINT_ROLLED_BACK: error_state(
-            ENDPOINT_ROLLED_BACK_ERROR,
-            "Updating endpoint {} to model {} failed and SageMaker rolled it back to endpoint config {}, which keeps "
-            "serving; the FailureReason of the endpoint in the SageMaker console says why.",
-            "$.endpoint.EndpointName",
-            "$.run.modelName",
-            "$.endpoint.EndpointConfigName",
-            next_state=NOTIFY_FAILURE,
-        ),
-        ENDPOINT_TIMED_OUT: error_state(
-            ENDPOINT_TIMED_OUT_ERROR,
-            "Endpoint {} was still {} after {} polls {} seconds apart.",
-            "$.endpoint.EndpointName",
-            "$.endpoint.EndpointStatus",
-            "$.polls.count",
-            "$.config.endpointPollSeconds",
-            next_state=NOTIFY_FAILURE,
+            next_state=registry.REJECT_MODEL,
         ),
     }
 
@@ -731,10 +607,11 @@ def notify_states(spec: PipelineSpec) -> dict[str, State]:
         SUMMARIZE: pass_state(
             NOTIFY_SUCCESS,
             parameters={
-                "status": "SUCCEEDED",
+                "status.$": "$.outcome.status",
                 "endpointName": spec.endpoint_name,
-                "endpointConfigName.$": "$.run.endpointConfigName",
-                "modelName.$": "$.run.modelName",
+                "modelPackageArn.$": "$.registration.package.arn",
+                "approval.$": "$.config.approval",
+                "outcome.$": "$.outcome",
                 "modelData.$": "$.training.ModelArtifacts.S3ModelArtifacts",
                 "tuningJobName.$": "$.run.tuningJobName",
                 "trainingJobName.$": "$.run.trainingJobName",
@@ -752,7 +629,6 @@ def notify_states(spec: PipelineSpec) -> dict[str, State]:
                     "archive.$": format_string(*requests.training_output_archive()),
                     "files": ["report.html", "diagnostics.json"],
                 },
-                "endpointUpdated.$": "$.existingEndpoint.exists",
                 "execution.$": "$$.Execution.Id",
                 # What every resource this execution created is tagged with (requests.RUN_TAG).
                 "runId.$": requests.RUN_ID_PATH,
@@ -764,7 +640,7 @@ def notify_states(spec: PipelineSpec) -> dict[str, State]:
             "arn:aws:states:::sns:publish",
             {
                 "TopicArn": TOPIC_ARN,
-                "Subject": f"{spec.name_prefix}: new model deployed",
+                "Subject.$": format_string(f"{spec.name_prefix}: {{}}", "$.outcome.subject"),
                 "Message.$": "$.summary",
             },
             result_path=None,
@@ -816,11 +692,24 @@ def pipeline_definition(spec: PipelineSpec) -> dict[str, Any]:
     states: dict[str, State] = {}
     for part in (
         settings_states(spec),
+        scale.dataset_states(
+            prepare_subset=PREPARE_DATASET,
+            after=CHOOSE_FEATURE_CACHE,
+            failure=NOTIFY_FAILURE,
+            ctx=spec.request_context,
+            name_prefix=spec.name_prefix,
+        ),
         prepare_dataset_states(spec),
         feature_cache_states(spec),
         training_states(spec),
         gate_states(),
-        deploy_states(spec),
+        registry.registry_states(
+            group=spec.model_package_group,
+            ctx=spec.request_context,
+            test_accuracy_path=TEST_ACCURACY_PATH,
+            notify_failure=NOTIFY_FAILURE,
+            summarize=SUMMARIZE,
+        ),
         notify_states(spec),
     ):
         overlap = states.keys() & part.keys()
@@ -830,8 +719,9 @@ def pipeline_definition(spec: PipelineSpec) -> dict[str, Any]:
     return {
         "Comment": (
             f"{spec.name_prefix}: copy the dataset, extract backbone features (featureCache), tune, train, gate on "
-            f"test accuracy (and training issues with stopOnTrainingIssues), deploy to endpoint "
-            f"{spec.endpoint_name}. Start with {{}} or override any setting by its key, e.g. "
+            f"test accuracy (and training issues with stopOnTrainingIssues), register the model in "
+            f"{spec.model_package_group} and deploy it to endpoint {spec.endpoint_name} once approved. Start with {{}} "
+            "or override any setting by its key, e.g. "
             '{"tuningMaxJobs": 2, "accuracyFloor": 0.35}.'
         ),
         "StartAt": APPLY_DEFAULTS,

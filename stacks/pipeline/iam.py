@@ -6,13 +6,21 @@ from collections.abc import Sequence
 
 from stacks.permissions import Arns, Permission
 from stacks.pipeline.definition import MAP_LABEL
-from stacks.storage import CHANNEL_PREFIXES, CHECKPOINTS_PREFIX, JOBS_PREFIX, MANIFEST_KEY, MAP_RUNS_PREFIX
+from stacks.storage import (
+    CAPTURE_PREFIX,
+    CHANNEL_PREFIXES,
+    CHECKPOINTS_PREFIX,
+    JOBS_PREFIX,
+    MANIFEST_KEY,
+    MAP_RUNS_PREFIX,
+)
 
 SAGEMAKER_SERVICE = "sagemaker.amazonaws.com"
 # The managed EventBridge rules through which Step Functions' .sync integration learns that a job finished.
 SYNC_RULES: tuple[str, ...] = (
     "StepFunctionsGetEventsForSageMakerTuningJobsRule",
     "StepFunctionsGetEventsForSageMakerTrainingJobsRule",
+    "StepFunctionsGetEventsForStepFunctionsExecutionRule",
 )
 
 
@@ -36,6 +44,10 @@ def sagemaker_execution_permissions(
             wildcard="JobOutputs",
         ),
         Permission("ReadTrainingSource", ["s3:GetObject"], [source_object_arn]),
+        # The endpoint writes the requests and responses it captures (dataCapturePercent > 0) as this role.
+        Permission(
+            "WriteCapturedRequests", ["s3:PutObject"], [f"{bucket_arn}/{CAPTURE_PREFIX}*"], wildcard="CapturedRequests"
+        ),
         Permission(
             "PullContainerImages",
             ["ecr:BatchCheckLayerAvailability", "ecr:GetDownloadUrlForLayer", "ecr:BatchGetImage"],
@@ -59,14 +71,20 @@ def sagemaker_execution_permissions(
 
 
 def state_machine_permissions(
-    arns: Arns, *, bucket_arn: str, sagemaker_role_arn: str, topic_arn: str
+    arns: Arns,
+    *,
+    bucket_arn: str,
+    sagemaker_role_arn: str,
+    topic_arn: str,
+    model_package_group_arn: str,
+    model_versions_arn: str,
+    deploy_state_machine_arn: str,
+    deploy_executions_arn: str,
 ) -> list[Permission]:
     """Exactly the actions the pipeline's states call, on the resources they call them on."""
     tuning_jobs = arns.named("hyper-parameter-tuning-job", "hpo")
     # The final job (<prefix>-train-...) and the feature-extraction job (<prefix>-features-...).
     training_jobs = [arns.named("training-job", kind) for kind in ("features", "train")]
-    models = arns.named("model", "model")
-    endpoint_configs = arns.named("endpoint-config", "config")
     return [
         # PrepareDataset
         Permission("ReadPublicImages", ["s3:GetObject"], [arns.public_images()], wildcard="PublicImages"),
@@ -134,28 +152,25 @@ def state_machine_permissions(
             [sagemaker_role_arn],
             conditions={"StringEquals": {"iam:PassedToService": SAGEMAKER_SERVICE}},
         ),
-        # Deploy. ListTags beside AddTags on what each call creates, as AWS's generated policies for these
-        # integrations and aws-cdk-lib's SageMakerCreateModel/-EndpointConfig/-Endpoint tasks grant.
+        # RegisterModel, RecordApproval, StartDeployment (.sync:2). ListTags beside AddTags, as for the jobs.
         Permission(
-            "CreateModels",
-            ["sagemaker:CreateModel", "sagemaker:AddTags", "sagemaker:ListTags"],
-            [models],
-            wildcard="ExecutionNamedJobs",
+            "RegisterModels",
+            [
+                "sagemaker:CreateModelPackage",
+                "sagemaker:UpdateModelPackage",
+                "sagemaker:AddTags",
+                "sagemaker:ListTags",
+            ],
+            [model_package_group_arn, model_versions_arn],
+            wildcard="ModelVersions",
         ),
+        Permission("StartDeployment", ["states:StartExecution"], [deploy_state_machine_arn]),
         Permission(
-            "CreateEndpointConfigs",
-            ["sagemaker:CreateEndpointConfig", "sagemaker:AddTags", "sagemaker:ListTags"],
-            [endpoint_configs],
-            wildcard="ExecutionNamedJobs",
+            "TrackDeployment",
+            ["states:DescribeExecution", "states:StopExecution"],
+            [deploy_executions_arn],
+            wildcard="DeployExecutions",
         ),
-        Permission(
-            "DeployEndpoint",
-            ["sagemaker:CreateEndpoint", "sagemaker:UpdateEndpoint", "sagemaker:AddTags", "sagemaker:ListTags"],
-            [arns.endpoint, endpoint_configs],
-            wildcard="ExecutionNamedJobs",
-        ),
-        Permission("DescribeEndpoint", ["sagemaker:DescribeEndpoint"], [arns.endpoint]),
-        Permission("FindEndpoint", ["sagemaker:ListEndpoints"], ["*"], wildcard="NoResourceLevelPermissions"),
         # Notify
         Permission("Notify", ["sns:Publish"], [topic_arn]),
     ]

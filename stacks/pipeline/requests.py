@@ -38,6 +38,8 @@ CACHED_TRAINING_PHOTO_CHANNELS: tuple[str, ...] = ("test",)
 TUNING_CHANNELS_PATH = "$.channels.tuning"
 STATIC_HYPERPARAMETERS_PATH = "$.run.staticHyperParameters"
 TRAINING_CHANNELS_PATH = "$.channels.training"
+# Trials on one instance with the cache (a head on features), on trainingInstanceCount without it.
+TUNING_INSTANCE_COUNT_PATH = "$.channels.tuningInstanceCount"
 FEATURES_ARTIFACT_PATH = "$.features.ModelArtifacts.S3ModelArtifacts"
 
 # (hyperparameter, min setting, max setting, scaling): the scalings are bincount.training.tuning's, which the local twin
@@ -81,9 +83,19 @@ def _tags() -> list[dict[str, str]]:
     return [{"Key": RUN_TAG, "Value.$": RUN_ID_PATH}]
 
 
-def _channel(name: str, *, uri_path: str | None = None) -> dict[str, Any]:
-    """A File-mode channel: the photos under ``<name>/``, or the S3 prefix at JSONPath ``uri_path``."""
-    uri = {"S3Uri.$": uri_path} if uri_path else {"S3Uri": s3_url(f"{name}/")}
+def tags() -> list[dict[str, str]]:
+    """The tags of every job this execution creates."""
+    return _tags()
+
+
+def photo_channel(name: str, *, prefix: str = "") -> dict[str, Any]:
+    """A File-mode channel of the photos under ``<prefix><name>/`` (``full/`` for the full dataset)."""
+    return _channel(name, prefix=prefix)
+
+
+def _channel(name: str, *, uri_path: str | None = None, prefix: str = "") -> dict[str, Any]:
+    """A File-mode channel: the photos under ``<prefix><name>/``, or the S3 prefix at JSONPath ``uri_path``."""
+    uri = {"S3Uri.$": uri_path} if uri_path else {"S3Uri": s3_url(f"{prefix}{name}/")}
     return {
         "ChannelName": name,
         "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", **uri, "S3DataDistributionType": "FullyReplicated"}},
@@ -91,21 +103,24 @@ def _channel(name: str, *, uri_path: str | None = None) -> dict[str, Any]:
     }
 
 
-def photo_channels() -> dict[str, list[dict[str, Any]]]:
-    """Channels without the feature cache: trials fine-tune on train+valid photos, the final job on all three."""
+def photo_channels(prefix: str = "") -> dict[str, Any]:
+    """Channels without the feature cache: trials fine-tune on train+valid photos, the final job on all three; each
+    trial then runs on ``trainingInstanceCount`` instances like the final job."""
     return {
-        "tuning": [_channel(name) for name in TUNING_CHANNELS],
-        "training": [_channel(name) for name in SPLITS],
+        "tuning": [_channel(name, prefix=prefix) for name in TUNING_CHANNELS],
+        "training": [_channel(name, prefix=prefix) for name in SPLITS],
+        "tuningInstanceCount.$": "$.config.trainingInstanceCount",
     }
 
 
-def cached_feature_channels() -> dict[str, list[dict[str, Any]]]:
+def cached_feature_channels() -> dict[str, Any]:
     """Channels with the feature cache: the extraction job's model.tar.gz (an S3 object key, used as a prefix) holds
     ``train.features.pt`` and ``valid.features.pt``; hpo.py and train_model.py unpack it themselves."""
     features = _channel(FEATURES_CHANNEL, uri_path=FEATURES_ARTIFACT_PATH)
     return {
         "tuning": [features],
         "training": [features, *(_channel(name) for name in CACHED_TRAINING_PHOTO_CHANNELS)],
+        "tuningInstanceCount": 1,
     }
 
 
@@ -114,8 +129,9 @@ def _algorithm(image_path: str) -> dict[str, Any]:
     return {"TrainingImage.$": image_path, "TrainingInputMode": "File", "MetricDefinitions": metric_definitions()}
 
 
-def _resources(instance_type_path: str) -> dict[str, Any]:
-    return {"InstanceType.$": instance_type_path, "InstanceCount": 1, "VolumeSizeInGB": VOLUME_SIZE_GB}
+def _resources(instance_type_path: str, instance_count_path: str | None = None) -> dict[str, Any]:
+    count: dict[str, Any] = {"InstanceCount.$": instance_count_path} if instance_count_path else {"InstanceCount": 1}
+    return {"InstanceType.$": instance_type_path, **count, "VolumeSizeInGB": VOLUME_SIZE_GB}
 
 
 def static_hyperparameters(ctx: RequestContext) -> dict[str, str]:
@@ -168,7 +184,7 @@ def tuning_job(ctx: RequestContext) -> dict[str, Any]:
             "StaticHyperParameters.$": STATIC_HYPERPARAMETERS_PATH,
             "InputDataConfig.$": TUNING_CHANNELS_PATH,
             "OutputDataConfig": {"S3OutputPath": s3_url(f"{JOBS_PREFIX}tuning/")},
-            "ResourceConfig": _resources("$.config.tuningInstanceType"),
+            "ResourceConfig": _resources("$.config.tuningInstanceType", TUNING_INSTANCE_COUNT_PATH),
             "StoppingCondition.$": "$.capacity.stoppingCondition",
             "EnableManagedSpotTraining.$": "$.capacity.spot",
         },
@@ -243,7 +259,7 @@ def training_job(ctx: RequestContext) -> dict[str, Any]:
         "HyperParameters.$": "$.best.hyperParameters",
         "InputDataConfig.$": TRAINING_CHANNELS_PATH,
         "OutputDataConfig": {"S3OutputPath": s3_url(TRAINING_OUTPUT_PREFIX)},
-        "ResourceConfig": _resources("$.config.trainingInstanceType"),
+        "ResourceConfig": _resources("$.config.trainingInstanceType", "$.config.trainingInstanceCount"),
         "StoppingCondition.$": "$.capacity.stoppingCondition",
         "EnableManagedSpotTraining.$": "$.capacity.spot",
         # Checkpoints every epoch: a spot interruption resumes where it stopped (bincount.training.checkpoint).

@@ -26,7 +26,11 @@ import regex
 from botocore.model import ListShape, MapShape, OperationModel, Shape, StructureShape
 
 # Service names in Step Functions resources -> botocore's, where they differ.
-_SERVICE_NAMES = {"sfn": "stepfunctions", "applicationautoscaling": "application-autoscaling"}
+_SERVICE_NAMES = {
+    "sfn": "stepfunctions",
+    "states": "stepfunctions",  # the optimized integration arn:aws:states:::states:startExecution(.sync:2)
+    "applicationautoscaling": "application-autoscaling",
+}
 # Service integration patterns a resource may end with; the request is the API's either way.
 _PATTERNS = (".sync:2", ".sync", ".waitForTaskToken")
 _RESOURCE_PREFIX = "arn:aws:states:::"
@@ -56,16 +60,26 @@ def operation_of(resource: str) -> tuple[str, str]:
 
 def integration_request(resource: str, parameters: Mapping[str, Any]) -> dict[str, Any]:
     """What the API receives from a state's rendered ``Parameters``: the optimized SNS integration sends a JSON
-    ``Message`` as its text."""
+    ``Message`` as its text, the optimized Step Functions integration a JSON ``Input``, the optimized Lambda
+    integration a JSON ``Payload`` as its bytes."""
     request = dict(parameters)
     if resource.startswith(f"{_RESOURCE_PREFIX}sns:publish") and not isinstance(request.get("Message"), str):
         request["Message"] = json.dumps(request["Message"])
+    # states:startExecution(.sync, .sync:2) takes its Input as JSON too and starts the execution with it as text.
+    if resource.startswith(f"{_RESOURCE_PREFIX}states:startExecution") and not isinstance(request.get("Input"), str):
+        request["Input"] = json.dumps(request.get("Input", {}))
+    if resource.startswith(f"{_RESOURCE_PREFIX}lambda:invoke") and not isinstance(request.get("Payload"), bytes):
+        request["Payload"] = json.dumps(request["Payload"]).encode()
     return request
+
+
+# Java spells characters beyond the BMP as UTF-16 surrogate pairs (Application Auto Scaling's ids): code points here.
+_SURROGATE_RANGE = "\\uD800\\uDC00-\\uDBFF\\uDFFF"
 
 
 @cache
 def _pattern(text: str) -> regex.Pattern[str]:
-    return regex.compile(text)
+    return regex.compile(text.replace(_SURROGATE_RANGE, "\\U00010000-\\U0010FFFF"))
 
 
 def request_errors(service: str, operation: str, request: Mapping[str, Any], *, pascal_case: bool = False) -> list[str]:

@@ -49,6 +49,16 @@ class Synthesized:
         assert len(found) == 1, f"expected one {resource_type}, found {len(found)}"
         return found[0]
 
+    def state_machine(self, construct: str = "Pipeline") -> dict[str, Any]:
+        """A state machine by its construct's id: the training pipeline (``Pipeline``), the deployment
+        (``Lifecycle``) or the batch (``BatchCounting``)."""
+        (found,) = [
+            r
+            for logical_id, r in self.resources("AWS::StepFunctions::StateMachine").items()
+            if logical_id.startswith(construct)
+        ]
+        return found
+
 
 def cdk_context() -> dict[str, Any]:
     """The context cdk.json gives the CLI."""

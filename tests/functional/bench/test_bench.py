@@ -3,6 +3,7 @@ nothing here asserts a speed (the machine's load varies), only that every side r
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -53,3 +54,36 @@ def test_profiler_overhead_bench_runs_both_sides() -> None:
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "one run = 2 epochs of 8 steps of 32" in proc.stdout
     assert re.search(r"overhead: [+-][\d.]+% of a 2-epoch run \(3 profiled steps\)", proc.stdout), proc.stdout
+
+
+def test_extraction_throughput_bench_measures_photos_per_second(tmp_path: Path) -> None:
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for path in PHOTOS[:4]:
+        shutil.copy(path, photos)
+    command = [sys.executable, str(ROOT / "bench" / "extraction_throughput.py"), "--photos", str(photos)]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    for extra in (["--rounds", "1", "--workers", "0", "--batch-size", "4"], ["--rounds", "1", "--decode-only"]):
+        proc = subprocess.run([*command, *extra], capture_output=True, text=True, timeout=300, check=False, env=env)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        result = json.loads(proc.stdout)
+        assert result["photos"] == 4
+        rate = result.get("photos_per_second", result.get("decode_photos_per_second_per_cpu"))
+        assert rate > 0
+
+
+def test_batch_throughput_bench_measures_both_sides(model_dir: Path) -> None:
+    command = [sys.executable, str(ROOT / "bench" / "batch_throughput.py"), "--model-dir", str(model_dir)]
+    proc = subprocess.run(
+        [*command, "--limit", "4", "--rounds", "1", "--batch-size", "2", "--workers", "2"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = proc.stdout
+    assert "4 photos per pass, 1 rounds, batch size 2" in out
+    assert re.search(r"median photos/s: one at a time [\d.]+, batched [\d.]+ \([\d.]+x\)", out), out
+    assert "identical answers: 4/4" in out

@@ -36,6 +36,7 @@ def assert_count_json(text: str) -> dict:
     probabilities = answer["probabilities"]
     assert sum(probabilities.values()) == pytest.approx(1.0, abs=1e-5)
     assert answer["confidence"] == probabilities[str(answer["count"])] == max(probabilities.values())
+    assert isinstance(answer["needs_review"], bool)
     return answer
 
 
@@ -76,7 +77,7 @@ def test_predict_applies_the_evaluation_transforms_of_training(model) -> None:
     assert model.path == handler.FAST_PATH and model.fast
     image = handler.input_fn(photo_bytes(7), "image/jpeg")
     with torch.no_grad():
-        expected = torch.softmax(model.network(transforms.eval_batch(image)), dim=1)[0]
+        expected = torch.softmax(model.network(transforms.eval_batch(image)) / model.review.temperature, dim=1)[0]
     assert torch.allclose(handler.predict_fn(image, model), expected, atol=1e-6)
 
 
@@ -166,6 +167,7 @@ def test_json_is_answered_to_any_accept_that_allows_it(accept) -> None:
     answer = json.loads(handler.output_fn(torch.tensor([0.1, 0.2, 0.4, 0.2, 0.1]), accept))
     assert answer["count"] == 3
     assert answer["confidence"] == pytest.approx(0.4)
+    assert answer["needs_review"] is True  # a bare tensor: the default policy, 0.4 < DEFAULT_THRESHOLD
 
 
 def test_other_accept_is_refused_with_406() -> None:

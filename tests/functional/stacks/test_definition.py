@@ -12,6 +12,8 @@ import pytest
 from bincount.cloud.settings import MAX_TUNING_JOB_NAME, SETTING_SPECS
 from bincount.training.metrics import RULE_NAMES, TUNING_OBJECTIVE, metric_definitions
 from stacks.pipeline import definition as d
+from stacks.pipeline import deploy, scale
+from stacks.pipeline import registry as r
 from stacks.pipeline.asl import PLACEHOLDERS, SAGEMAKER_API_ERRORS, format_string, to_json
 from tests.support.cdk import Synthesized, synthesized
 
@@ -23,7 +25,7 @@ def synth() -> Synthesized:
 
 @pytest.fixture(scope="module")
 def text(synth: Synthesized) -> str:
-    return synth.only("AWS::StepFunctions::StateMachine")["Properties"]["DefinitionString"]
+    return synth.state_machine()["Properties"]["DefinitionString"]
 
 
 @pytest.fixture(scope="module")
@@ -57,8 +59,8 @@ def test_every_state_of_the_design_is_there_in_order(asl: dict[str, Any]) -> Non
         d.PICK_BEST,
         d.TRAIN,
         d.QUALITY_GATE,
-        d.CREATE_MODEL,
-        d.WAIT_IN_SERVICE,
+        r.REGISTER_MODEL,
+        r.START_DEPLOYMENT,
         d.NOTIFY_SUCCESS,
     ]
     assert [names.index(n) for n in order] == sorted(names.index(n) for n in order)
@@ -83,11 +85,13 @@ def test_every_transition_lands_on_a_state_and_every_state_is_reachable(asl: dic
 
 def test_every_task_retries_and_every_top_level_task_is_caught(asl: dict[str, Any]) -> None:
     tasks = [(n, s) for n, s in all_states(asl["States"]) if s["Type"] == "Task"]
-    assert len(tasks) >= 12
+    assert len(tasks) >= 10
     assert all(s["Retry"] and all(r["BackoffRate"] >= 2 for r in s["Retry"]) for _, s in tasks)
     for name, state in asl["States"].items():
         if state["Type"] in ("Task", "Map"):
-            (catch,) = state["Catch"]
+            *specific, catch = state["Catch"]
+            # StartDeployment reads a failed deployment's own error and cause first.
+            assert [c["Next"] for c in specific] == ([r.READ_DEPLOYMENT_FAILURE] if name == r.START_DEPLOYMENT else [])
             assert catch["ErrorEquals"] == ["States.ALL"], name
             expected = d.CHECK_ERROR_NAME if name == d.NOTIFY_FAILURE else d.NOTIFY_FAILURE
             assert catch["Next"] == expected, name
@@ -104,13 +108,14 @@ def test_every_failure_path_notifies_then_fails(asl: dict[str, Any]) -> None:
             d.NO_TEST_ACCURACY,
             d.GATE_REJECTED,
             d.TRAINING_ISSUES_REJECTED,
-            d.ENDPOINT_FAILED,
-            d.ENDPOINT_UNAVAILABLE,
-            d.ENDPOINT_ROLLED_BACK,
-            d.ENDPOINT_TIMED_OUT,
+            r.DEPLOYMENT_FAILED,
         ]
     )
-    assert all(asl["States"][n]["Next"] == d.NOTIFY_FAILURE for n in errors)
+    # The gate's refusals register the model Rejected first (with the cause), then notify.
+    rejections = {d.NO_TEST_ACCURACY, d.GATE_REJECTED, d.TRAINING_ISSUES_REJECTED}
+    assert all(asl["States"][n]["Next"] == d.NOTIFY_FAILURE for n in errors if n not in rejections)
+    assert {asl["States"][n]["Next"] for n in rejections} == {r.REJECT_MODEL, r.REJECT_MODEL_WITHOUT_ACCURACY}
+    assert asl["States"][r.CHECK_APPROVAL]["Default"] == d.NOTIFY_FAILURE
     fails = {n for n, s in asl["States"].items() if s["Type"] == "Fail"}
     assert fails == {d.FAILED, d.STEP_FAILED}
     assert asl["States"][d.NOTIFY_FAILURE]["Resource"] == "arn:aws:states:::sns:publish"
@@ -122,10 +127,20 @@ def test_only_the_sagemaker_jobs_are_sync_and_the_rest_poll(asl: dict[str, Any])
         d.EXTRACT_FEATURES: "arn:aws:states:::sagemaker:createTrainingJob.sync",
         d.TUNE: "arn:aws:states:::sagemaker:createHyperParameterTuningJob.sync",
         d.TRAIN: "arn:aws:states:::sagemaker:createTrainingJob.sync",
+        scale.BUILD_FULL_MANIFEST: "arn:aws:states:::sagemaker:createTrainingJob.sync",
+        scale.EXTRACT_FEATURES_SHARDED: "arn:aws:states:::sagemaker:createTrainingJob.sync",
     }
-    wait = asl["States"][d.WAIT_FOR_ENDPOINT]
-    assert (wait["Type"], wait["SecondsPath"], wait["Next"]) == ("Wait", "$.config.endpointPollSeconds", d.COUNT_POLL)
-    assert asl["States"][d.COUNT_POLL]["Next"] == d.DESCRIBE_ENDPOINT
+    # The deployment is waited for (.sync:2: its output as JSON); inside it the endpoint is polled.
+    assert asl["States"][r.START_DEPLOYMENT]["Resource"] == "arn:aws:states:::states:startExecution.sync:2"
+    deployment = json.loads(synthesized().state_machine("Lifecycle")["Properties"]["DefinitionString"])["States"]
+    assert not [n for n, s in deployment.items() if ".sync" in s.get("Resource", "")]
+    wait = deployment[deploy.WAIT_FOR_ENDPOINT]
+    assert (wait["Type"], wait["SecondsPath"], wait["Next"]) == (
+        "Wait",
+        "$.config.endpointPollSeconds",
+        deploy.COUNT_POLL,
+    )
+    assert deployment[deploy.COUNT_POLL]["Next"] == deploy.DESCRIBE_ENDPOINT
 
 
 def test_prepare_dataset_is_a_distributed_map_over_the_manifest(asl: dict[str, Any]) -> None:
@@ -148,7 +163,7 @@ def test_prepare_dataset_is_a_distributed_map_over_the_manifest(asl: dict[str, A
 
 def test_placeholders_are_exactly_the_substitutions(synth: Synthesized, text: str) -> None:
     used = set(re.findall(r"\$\{([A-Za-z]+)\}", text))
-    properties = synth.only("AWS::StepFunctions::StateMachine")["Properties"]
+    properties = synth.state_machine()["Properties"]
     assert used == set(PLACEHOLDERS) == set(properties["DefinitionSubstitutions"])
 
 
@@ -196,8 +211,10 @@ def test_feature_cache_chooses_the_channels_of_trials_and_final_job(asl: dict[st
     assert states[d.PREPARE_DATASET]["Next"] == d.COUNT_COPIED
     assert states[d.COUNT_COPIED]["Next"] == d.CHOOSE_FEATURE_CACHE
     choose = states[d.CHOOSE_FEATURE_CACHE]
+    # (Before it, the scale-out rules, which the default settings match none of: tests/functional/stacks/test_scale.py.)
     assert choose["Choices"] == [
-        {"Variable": "$.config.featureCache", "BooleanEquals": True, "Next": d.EXTRACT_FEATURES}
+        *scale.feature_cache_rules(),
+        {"Variable": "$.config.featureCache", "BooleanEquals": True, "Next": d.EXTRACT_FEATURES},
     ]
     assert choose["Default"] == d.USE_PHOTO_CHANNELS
     assert states[d.EXTRACT_FEATURES]["Next"] == d.USE_CACHED_FEATURES
@@ -259,9 +276,9 @@ def test_rule_and_profile_metrics_are_captured_by_trials_and_the_final_job(asl: 
 
 def test_with_sagemaker_debugger_the_training_request_has_hook_rules_and_profiler() -> None:
     debugger = json.loads(
-        synthesized(sagemakerDebugger=True, frameworkVersion="2.1", pyVersion="py310").only(
-            "AWS::StepFunctions::StateMachine"
-        )["Properties"]["DefinitionString"]
+        synthesized(sagemakerDebugger=True, frameworkVersion="2.1", pyVersion="py310").state_machine()["Properties"][
+            "DefinitionString"
+        ]
     )
     request = debugger["States"][d.TRAIN]["Parameters"]
     rules = {r["RuleParameters"]["rule_to_invoke"] for r in request["DebugRuleConfigurations"]}
@@ -277,12 +294,17 @@ def test_with_sagemaker_debugger_the_training_request_has_hook_rules_and_profile
 
 
 def test_model_runs_the_handler_from_the_artifact_on_the_endpoint_instance(asl: dict[str, Any]) -> None:
-    model = asl["States"][d.CREATE_MODEL]["Parameters"]["PrimaryContainer"]
+    # The package records the container; the deployment builds the model from the package alone.
+    (model,) = asl["States"][r.REGISTER_MODEL]["Parameters"]["InferenceSpecification"]["Containers"]
     assert model["ModelDataUrl.$"] == "$.training.ModelArtifacts.S3ModelArtifacts"
     assert model["Environment"]["SAGEMAKER_PROGRAM"] == "endpoint_inference.py"
     assert model["Environment"]["SAGEMAKER_MODEL_SERVER_WORKERS"] == "1"  # the handler uses both vCPUs per request
-    (variant,) = asl["States"][d.CREATE_ENDPOINT_CONFIG]["Parameters"]["ProductionVariants"]
-    assert variant["InstanceType.$"] == "$.config.endpointInstanceType"
+    deployment = json.loads(synthesized().state_machine("Lifecycle")["Properties"]["DefinitionString"])["States"]
+    assert deployment[deploy.CREATE_MODEL]["Parameters"]["PrimaryContainer"] == {"ModelPackageName.$": "$.package.arn"}
+    for name in (deploy.CREATE_ENDPOINT_CONFIG, deploy.CREATE_ENDPOINT_CONFIG_WITH_CAPTURE):
+        (variant,) = deployment[name]["Parameters"]["ProductionVariants"]
+        assert variant["InstanceType.$"] == "$.config.endpointInstanceType"
+        assert variant["InitialInstanceCount.$"] == "$.config.minInstances"
 
 
 def test_numbers_are_written_without_exponent_padding() -> None:

@@ -11,6 +11,7 @@ lock), so the re-run itself is not executed here.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -18,6 +19,8 @@ from moto.sagemaker.exceptions import ValidationError
 from moto.sagemaker.models import SageMakerModelBackend
 
 from stacks.pipeline import definition as d
+from stacks.pipeline import deploy as deployment
+from stacks.pipeline import registry as r
 from stacks.pipeline.asl import SAGEMAKER_API_ERRORS
 from tests.functional.stacks.test_state_machine import ENDPOINT, FAST_POLLING, deployed_definition, existing_endpoint
 from tests.functional.stacks.test_state_machine import deploy as deploy  # the fixture
@@ -30,6 +33,8 @@ FAILURES = {
     "create_endpoint_config": "CreateEndpointConfig",
     "update_endpoint": "UpdateEndpoint",
 }
+# Steps of the deployment state machine, which the pipeline waits for: their failure comes back as DeploymentFailed.
+DEPLOYMENT_STEPS = frozenset({"create_model", "create_endpoint_config", "update_endpoint"})
 
 
 def fail_calls(monkeypatch: pytest.MonkeyPatch, method: str, times: int = 1_000) -> list[int]:
@@ -72,9 +77,14 @@ def test_each_sagemaker_step_failing_notifies_fails_with_the_cause_and_keeps_the
 
     assert failed, f"{method} was never called: {run.states}"
     assert run.status == "FAILED"
-    assert run.error == d.STEP_FAILED_ERROR
     assert FAILURES[method] in run.cause and "ResourceLimitExceeded" in run.cause
-    assert run.states[-3:] == [d.NOTIFY_FAILURE, d.CHECK_ERROR_NAME, d.STEP_FAILED]
+    if method in DEPLOYMENT_STEPS:
+        assert run.error == r.DEPLOYMENT_FAILED_ERROR
+        assert "its deployment" in run.cause and "DeploymentStepFailed" in run.cause
+        assert run.states[-4:] == [r.DEPLOYMENT_FAILED, d.NOTIFY_FAILURE, d.CHECK_ERROR_NAME, d.FAILED]
+    else:
+        assert run.error == d.STEP_FAILED_ERROR
+        assert run.states[-3:] == [d.NOTIFY_FAILURE, d.CHECK_ERROR_NAME, d.STEP_FAILED]
     (notice,) = run.notifications
     assert notice["Subject"] == "bincount: pipeline failed"
     assert FAILURES[method] in notice["Message"]["cause"]
@@ -104,15 +114,26 @@ def test_a_failed_run_leaves_the_dataset_complete_for_the_rerun_and_nothing_half
 
 
 def test_sagemaker_calls_retry_with_exponential_backoff() -> None:
-    states = deployed_definition(synthesized())["States"]
+    synth = synthesized()
+    states = {
+        **deployed_definition(synth)["States"],
+        **json.loads(synth.state_machine("Lifecycle")["Properties"]["DefinitionString"])["States"],
+    }
     sagemaker = {
         name: state
         for name, state in states.items()
         if state.get("Type") == "Task" and ":sagemaker:" in state.get("Resource", "")
     }
-    assert {d.TUNE, d.TRAIN, d.CREATE_MODEL, d.CREATE_ENDPOINT_CONFIG, d.CREATE_ENDPOINT, d.UPDATE_ENDPOINT} <= set(
-        sagemaker
-    )
+    assert {
+        d.TUNE,
+        d.TRAIN,
+        r.REGISTER_MODEL,
+        r.RECORD_APPROVAL,
+        deployment.CREATE_MODEL,
+        deployment.CREATE_ENDPOINT_CONFIG,
+        deployment.CREATE_ENDPOINT,
+        deployment.UPDATE_ENDPOINT,
+    } <= set(sagemaker)
     for name, state in sagemaker.items():
         (retrier,) = [r for r in state["Retry"] if r["ErrorEquals"] == list(SAGEMAKER_API_ERRORS)]
         assert "SageMaker.AmazonSageMakerException" in retrier["ErrorEquals"], name  # throttling comes as this

@@ -70,6 +70,6 @@ def test_synthesized_asset_is_that_tarball_and_the_jobs_point_at_it(tmp_path: Pa
     assert (synth.outdir / tarballs[0]["source"]["path"]).read_bytes() == built
     # The state machine hands its S3 URL to SageMaker as sagemaker_submit_directory.
     key = next(iter(tarballs[0]["destinations"].values()))["objectKey"]
-    properties = synth.only("AWS::StepFunctions::StateMachine")["Properties"]
+    properties = synth.state_machine()["Properties"]
     assert key in json.dumps(properties["DefinitionSubstitutions"]["TrainingSourceUrl"])
     assert '"sagemaker_submit_directory": "${TrainingSourceUrl}"' in properties["DefinitionString"]

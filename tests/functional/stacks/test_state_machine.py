@@ -17,6 +17,9 @@ before, which no longer copies once a Distributed Map has run).
 moto has no UpdateEndpoint; a small shim adds one (switch the config, status Updating), and endpoints pass through
 Creating/Updating for one poll before InService, so the Wait loop runs too.
 
+The pipeline registers the model and, when approved, runs the deployment state machine with ``.sync:2``: moto runs
+that one too, as deployed (test_deployment.py), so an execution here covers training to endpoint.
+
 Every request a Task state sends, in every scenario, is checked against AWS's definition of its API (botocore's
 service model: members, required members, types, enums, lengths, ranges and patterns, ``tests/aws_requests.py``),
 and the executions have awkward but valid names (``retrain(2)``, ``it's!``, 80 characters), as users name them.
@@ -50,6 +53,9 @@ from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state
 from bincount.data.manifest import SOURCE_BUCKET, build_manifest, load_file_list
 from bincount.training.metrics import IMAGES_PER_SECOND, RULE_NAMES, TEST_ACCURACY, TUNING_OBJECTIVE
 from stacks.pipeline import definition as d
+from stacks.pipeline import deploy as dp
+from stacks.pipeline import registry as r
+from stacks.pipeline import scale
 from stacks.pipeline.asl import to_json
 from stacks.pipeline.requests import DEBUGGER_RULES, RUN_TAG
 from stacks.storage import MANIFEST_KEY
@@ -71,6 +77,7 @@ SUBSTITUTIONS = {
         "123456789012.dkr.ecr.us-east-1.amazonaws.com/cdk-hnb659fds-container-assets-123456789012-us-east-1:"
         + "ab" * 32
     ),
+    "DeployStateMachineArn": f"arn:aws:states:{REGION}:{ACCOUNT}:stateMachine:bincount-deploy",
 }
 ENDPOINT = "bincount-endpoint"
 MODEL_DATA = f"s3://{BUCKET}/jobs/training/bincount-train-recorded/output/model.tar.gz"
@@ -159,6 +166,18 @@ def features_describe() -> dict[str, Any]:
     }
 
 
+def manifest_describe() -> dict[str, Any]:
+    """DescribeTrainingJob of a completed BuildFullManifest job (dataset: full)."""
+    return {
+        "TrainingJobName": "bincount-manifest-recorded",
+        "TrainingJobArn": f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:training-job/bincount-manifest-recorded",
+        "TrainingJobStatus": "Completed",
+        "SecondaryStatus": "Completed",
+        "HyperParameters": {"sagemaker_program": "build_manifest.py", "bucket": BUCKET},
+        "BillableTimeInSeconds": 2170,
+    }
+
+
 def training_describe(test_accuracy: float, rule_issues: tuple[str, ...] = ()) -> dict[str, Any]:
     """DescribeTrainingJob of a completed final job whose test accuracy was ``test_accuracy`` and whose in-process
     rules ``rule_issues`` found issues (their last ``rule:<Name>`` metric is 1, the others' 0)."""
@@ -191,7 +210,7 @@ def training_describe(test_accuracy: float, rule_issues: tuple[str, ...] = ()) -
 
 def deployed_definition(synth: Synthesized) -> dict[str, Any]:
     """The template's definition with the DefinitionSubstitutions filled in with this module's test values."""
-    properties = synth.only("AWS::StepFunctions::StateMachine")["Properties"]
+    properties = synth.state_machine()["Properties"]
     assert set(properties["DefinitionSubstitutions"]) == set(SUBSTITUTIONS)
     text = properties["DefinitionString"]
     for key, value in SUBSTITUTIONS.items():
@@ -215,6 +234,8 @@ def moto_definition(synth: Synthesized, *, test_accuracy: float, rule_issues: tu
         d.EXTRACT_FEATURES: features_describe(),
         d.TUNE: tuning_describe(),
         d.TRAIN: training_describe(test_accuracy, rule_issues),
+        scale.EXTRACT_FEATURES_SHARDED: features_describe(),
+        scale.BUILD_FULL_MANIFEST: manifest_describe(),
     }
     sync_states = [name for name, state in asl["States"].items() if state.get("Resource", "").endswith(".sync")]
     assert sorted(sync_states) == sorted(recorded)
@@ -431,6 +452,14 @@ class Pipeline:
             if o["Key"].split("/")[0] in ("train", "valid", "test")
         }
 
+    def model_packages(self) -> list[dict[str, Any]]:
+        """The versions of the model package group, oldest first, described."""
+        summaries = self.sagemaker.list_model_packages(ModelPackageGroupName="bincount-models", SortOrder="Ascending")
+        return [
+            self.sagemaker.describe_model_package(ModelPackageName=m["ModelPackageArn"])
+            for m in summaries["ModelPackageSummaryList"]
+        ]
+
     def training_jobs(self) -> dict[str, dict[str, Any]]:
         """The training jobs the execution created (moto's record of each request), by kind: features, train."""
         jobs: dict[str, dict[str, Any]] = {}
@@ -485,6 +514,8 @@ def deploy(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
         ) -> Pipeline:
             synth = synthesized(**(context or {}))
             (endpoint or EndpointBehaviour()).install(monkeypatch)
+            from tests.functional.stacks.test_deployment import create_lifecycle
+
             sent = record_requests(monkeypatch)
             install_step_functions_shims(monkeypatch)
             s3 = boto3.client("s3", region_name=REGION)
@@ -502,6 +533,7 @@ def deploy(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
                 "QueueArn"
             ]
             sns.subscribe(TopicArn=TOPIC_ARN, Protocol="sqs", Endpoint=queue_arn)
+            create_lifecycle(synth, monkeypatch)
             sfn = boto3.client("stepfunctions", region_name=REGION)
             arn = sfn.create_state_machine(
                 name="bincount-pipeline",
@@ -594,27 +626,53 @@ def test_happy_path_copies_the_dataset_tunes_trains_and_creates_the_endpoint(dep
     assert training["TrainingJobName"].removeprefix("bincount-train-") == tuning[
         "HyperParameterTuningJobName"
     ].removeprefix("bincount-hpo-")
-    # Deploy: a model from the training job's artifact, a config on ml.t2.medium, a new endpoint on it.
+    # Register: the model, approved by the gate (approval auto), with its image, artifact, serving environment and
+    # metrics; the metadata name the jobs and the data manifest.
+    (package,) = pipeline.model_packages()
+    assert package["ModelApprovalStatus"] == "Approved"
+    (container,) = package["InferenceSpecification"]["Containers"]
+    assert container["ModelDataUrl"] == MODEL_DATA
+    assert container["Image"] == SUBSTITUTIONS["InferenceImage"]
+    assert container["Environment"]["SAGEMAKER_PROGRAM"] == "endpoint_inference.py"
+    assert package["InferenceSpecification"]["SupportedRealtimeInferenceInstanceTypes"] == ["ml.t2.medium"]
+    archive = f"s3://{BUCKET}/jobs/training/{training['TrainingJobName']}/output/output.tar.gz"
+    assert package["ModelMetrics"]["ModelQuality"]["Statistics"]["S3Uri"] == archive
+    assert package["CustomerMetadataProperties"] == {
+        "approval": "auto",
+        "testAccuracy": "0.41",
+        "accuracyFloor": "0.3",
+        "trainingJobName": training["TrainingJobName"],
+        "tuningJobName": tuning["HyperParameterTuningJobName"],
+        "dataManifest": f"s3://{BUCKET}/manifests/manifest.json",
+        "trainingReport": archive,
+    }
+    assert (
+        package["ApprovalDescription"]
+        == "Quality gate passed: test accuracy 0.41 >= accuracy floor 0.3 (approval auto)."
+    )
+    # Deploy (the deployment state machine, waited for): a model from the package, a config on ml.t2.medium, a new
+    # endpoint on it.
+    assert run.states.index(r.REGISTER_MODEL) < run.states.index(r.START_DEPLOYMENT)
     (model,) = pipeline.sagemaker.list_models()["Models"]
     described_model = pipeline.sagemaker.describe_model(ModelName=model["ModelName"])
-    assert described_model["PrimaryContainer"]["ModelDataUrl"] == MODEL_DATA
-    assert described_model["PrimaryContainer"]["Environment"]["SAGEMAKER_PROGRAM"] == "endpoint_inference.py"
+    assert described_model["PrimaryContainer"] == {"ModelPackageName": package["ModelPackageArn"]}
     endpoint = pipeline.sagemaker.describe_endpoint(EndpointName=ENDPOINT)
     assert endpoint["EndpointStatus"] == "InService"
     config = pipeline.sagemaker.describe_endpoint_config(EndpointConfigName=endpoint["EndpointConfigName"])
     assert config["ProductionVariants"][0]["ModelName"] == model["ModelName"]
     assert config["ProductionVariants"][0]["InstanceType"] == "ml.t2.medium"
-    assert run.entered(d.CREATE_ENDPOINT) and not run.entered(d.UPDATE_ENDPOINT)
-    assert run.states.count(d.DESCRIBE_ENDPOINT) == 2  # Creating, then InService after one wait
-    # Notify: one success message, and the execution's output is the same summary.
+    # Notify: one success message (the deployment leaves it to the pipeline), the output the same summary.
     assert [n["Subject"] for n in run.notifications] == ["bincount: new model deployed"]
     summary = run.notifications[0]["Message"]
     assert summary == run.output
+    assert summary["status"] == "DEPLOYED" and summary["approval"] == "auto"
+    assert summary["modelPackageArn"] == package["ModelPackageArn"]
     assert summary["testAccuracy"] == 0.41
     assert summary["hyperParameters"] == TUNED
-    assert summary["endpointUpdated"] is False
     assert summary["featureCache"] is True
-    assert summary["modelName"] == model["ModelName"]
+    deployment = summary["outcome"]["deployment"]
+    assert deployment["modelName"] == model["ModelName"] and deployment["endpointUpdated"] is False
+    assert deployment["modelPackageVersion"] == 1
     # The training rules found nothing; the report is in the final job's output archive.
     assert summary["trainingIssues"] == []
     assert summary["trainingReport"] == {
@@ -650,20 +708,34 @@ def test_every_task_state_sends_requests_aws_accepts_whatever_the_execution_is_c
     # executions sent one from every Task state of the definition.
     assert (created.status, updated.status, rejected.status) == ("SUCCEEDED", "SUCCEEDED", "FAILED")
     runs = (created, updated, rejected)
-    assert {r.state for run in runs for r in run.requests} == task_states(deployed_definition(synthesized())["States"])
-    # Whatever the execution is called, what it creates is tagged with its run id, which also names them.
+    # (The deployments they waited for sent theirs, checked the same way.)
+    synth = synthesized()
+    # (The scale-out states, entered only with dataset: full or several instances: test_scale.py.)
+    training = task_states(deployed_definition(synth)["States"]) - set(scale.TASK_STATES)
+    deployment = task_states(json.loads(synth.state_machine("Lifecycle")["Properties"]["DefinitionString"])["States"])
+    sent = {r.state for run in runs for r in run.requests}
+    assert training <= sent <= training | deployment
+    assert {dp.CREATE_MODEL, dp.CREATE_ENDPOINT_CONFIG, dp.CREATE_ENDPOINT, dp.UPDATE_ENDPOINT} <= sent
+    # Whatever the execution is called, what it creates is tagged with its run id, which also names them; the
+    # deployment (named after it) tags what it creates with its own.
     run_id = created.output["runId"]
     tagged = [r for r in created.requests if "Tags" in r.parameters]
     assert {r.state for r in tagged} == {
         d.EXTRACT_FEATURES,
         d.TUNE,
         d.TRAIN,
-        d.CREATE_MODEL,
-        d.CREATE_ENDPOINT_CONFIG,
-        d.CREATE_ENDPOINT,
+        r.REGISTER_MODEL,
+        dp.CREATE_MODEL,
+        dp.CREATE_ENDPOINT_CONFIG,
+        dp.CREATE_ENDPOINT,
     }
-    assert all(r.parameters["Tags"] == [{"Key": RUN_TAG, "Value": run_id}] for r in tagged)
-    assert run_id in created.output["modelName"] and created.output["execution"].endswith(":retrain(2)")
+    deployed = created.output["outcome"]["deployment"]
+    assert created.output["outcome"]["deploymentExecution"].endswith(f":bincount-deploy-{run_id}")
+    deployment_id = deployed["modelName"].removeprefix("bincount-model-")
+    for request in tagged:
+        own = deployment_id if request.state in deployment else run_id
+        assert request.parameters["Tags"] == [{"Key": RUN_TAG, "Value": own}], request.state
+    assert created.output["execution"].endswith(":retrain(2)")
     # The tuning objective is a metric the trials report; only the final job may name Debugger collections or rules.
     (tune,) = [r.parameters for r in created.requests if r.state == d.TUNE]
     reported = [m["Name"] for m in tune["TrainingJobDefinition"]["AlgorithmSpecification"]["MetricDefinitions"]]
@@ -708,19 +780,18 @@ def test_without_the_feature_cache_every_job_reads_the_photos(deploy: Any) -> No
     assert run.output["featureCache"] is False
 
 
-def test_existing_endpoint_is_updated_in_place(deploy: Any) -> None:
+def test_existing_endpoint_is_updated_blue_green(deploy: Any) -> None:
     pipeline = deploy()
     existing_endpoint(pipeline.sagemaker)
 
     run = pipeline.run(FAST_POLLING)
 
     assert run.status == "SUCCEEDED", (run.error, run.cause, run.states)
-    assert run.entered(d.UPDATE_ENDPOINT) and not run.entered(d.CREATE_ENDPOINT)
-    assert run.entered(d.WAIT_FOR_ENDPOINT)
+    deployment = run.output["outcome"]["deployment"]
     endpoint = pipeline.sagemaker.describe_endpoint(EndpointName=ENDPOINT)
     assert endpoint["EndpointStatus"] == "InService"
-    assert endpoint["EndpointConfigName"] == run.output["endpointConfigName"] != "bincount-config-previous"
-    assert run.output["endpointUpdated"] is True
+    assert endpoint["EndpointConfigName"] == deployment["endpointConfigName"] != "bincount-config-previous"
+    assert deployment["endpointUpdated"] is True
 
 
 @pytest.mark.parametrize("console_input", [{}, CONSOLE_SAMPLE_INPUT], ids=["empty", "console-sample"])
@@ -765,7 +836,11 @@ def test_quality_gate_failure_stops_before_deploying(deploy: Any) -> None:
     assert run.status == "FAILED"
     assert run.error == d.GATE_ERROR
     assert "Test accuracy 0.2" in run.cause and "below the accuracy floor 0.3" in run.cause
-    assert not run.entered(d.CREATE_MODEL)
+    # Registered all the same, rejected, the cause as the approval's description; nothing deployed.
+    (package,) = pipeline.model_packages()
+    assert package["ModelApprovalStatus"] == "Rejected" and package["ApprovalDescription"] == run.cause
+    assert package["CustomerMetadataProperties"]["testAccuracy"] == "0.2"
+    assert not run.entered(r.START_DEPLOYMENT)
     assert [m["ModelName"] for m in pipeline.sagemaker.list_models()["Models"]] == ["bincount-model-previous"]
     assert (
         pipeline.sagemaker.describe_endpoint(EndpointName=ENDPOINT)["EndpointConfigName"] == "bincount-config-previous"
@@ -811,11 +886,12 @@ def test_failed_endpoint_ends_in_fail_after_notifying(deploy: Any) -> None:
     run = pipeline.run(FAST_POLLING)
 
     assert run.status == "FAILED"
-    assert run.error == d.ENDPOINT_FAILED_ERROR
-    assert f"Endpoint {ENDPOINT} failed" in run.cause and "ping health check" in run.cause
-    assert run.states[-4:] == [d.ENDPOINT_FAILED, d.NOTIFY_FAILURE, d.CHECK_ERROR_NAME, d.FAILED]
+    assert run.error == r.DEPLOYMENT_FAILED_ERROR
+    assert "its deployment arn:aws:states:" in run.cause and ":execution:bincount-deploy:bincount-deploy-" in run.cause
+    assert f"EndpointFailed: Endpoint {ENDPOINT} failed" in run.cause and "ping health check" in run.cause
+    assert run.states[-4:] == [r.DEPLOYMENT_FAILED, d.NOTIFY_FAILURE, d.CHECK_ERROR_NAME, d.FAILED]
     (notice,) = run.notifications
-    assert notice["Message"]["error"] == d.ENDPOINT_FAILED_ERROR
+    assert notice["Message"]["error"] == r.DEPLOYMENT_FAILED_ERROR
     assert notice["Message"]["cause"] == run.cause
 
 
@@ -836,10 +912,12 @@ def test_failed_update_is_rolled_back_and_reported(deploy: Any) -> None:
 
     run = pipeline.run(FAST_POLLING)
 
-    assert run.status == "FAILED" and run.error == d.ENDPOINT_ROLLED_BACK_ERROR
-    assert "rolled it back to endpoint config bincount-config-previous" in run.cause
+    assert run.status == "FAILED" and run.error == r.DEPLOYMENT_FAILED_ERROR
+    assert "EndpointUpdateRolledBack: " in run.cause
+    assert "endpoint config bincount-config-previous (the previous model) keeps serving" in run.cause
     assert pipeline.sagemaker.describe_endpoint(EndpointName=ENDPOINT)["EndpointStatus"] == "InService"
-    assert run.notifications[0]["Message"]["error"] == d.ENDPOINT_ROLLED_BACK_ERROR
+    (notice,) = run.notifications  # the pipeline's only: the deployment it waited for leaves notifying to it
+    assert notice["Message"]["error"] == r.DEPLOYMENT_FAILED_ERROR
 
 
 @pytest.mark.parametrize(
@@ -878,7 +956,7 @@ def test_notification_lists_the_rules_that_found_issues(deploy: Any) -> None:
     assert notice["Subject"] == "bincount: new model deployed"
     assert notice["Message"]["trainingIssues"] == ["Overfit", "ClassImbalance"]  # in the order the job reported them
     assert notice["Message"]["trainingReport"]["archive"].endswith("/output/output.tar.gz")
-    assert run.entered(d.CREATE_MODEL)
+    assert run.entered(r.START_DEPLOYMENT)
 
 
 def test_stop_on_training_issues_refuses_the_model_naming_the_rules(deploy: Any) -> None:
@@ -890,7 +968,9 @@ def test_stop_on_training_issues_refuses_the_model_naming_the_rules(deploy: Any)
     assert run.status == "FAILED" and run.error == d.TRAINING_ISSUES_ERROR, (run.error, run.cause)
     assert '["LossNotDecreasing"]' in run.cause and "stopOnTrainingIssues" in run.cause
     assert f"s3://{BUCKET}/jobs/training/" in run.cause and "report.html" in run.cause
-    assert not run.entered(d.CREATE_MODEL)
+    assert not run.entered(r.START_DEPLOYMENT)
+    (package,) = pipeline.model_packages()
+    assert package["ModelApprovalStatus"] == "Rejected" and package["ApprovalDescription"] == run.cause
     assert [m["ModelName"] for m in pipeline.sagemaker.list_models()["Models"]] == ["bincount-model-previous"]
     (notice,) = run.notifications
     assert notice["Subject"] == "bincount: pipeline failed"
@@ -932,3 +1012,43 @@ def test_sagemaker_debugger_setting_adds_the_hook_rules_and_profiler(deploy: Any
     request = deployed_definition(synthesized(**DEBUGGER_CONTEXT))["States"][d.TRAIN]["Parameters"]
     assert request["ProfilerConfig"]["S3OutputPath"] == f"s3://{BUCKET}/jobs/profiler/"
     assert [r["RuleConfigurationName"] for r in request["ProfilerRuleConfigurations"]] == ["ProfilerReport"]
+
+
+def test_manual_approval_registers_the_model_pending_and_deploys_nothing(deploy: Any) -> None:
+    pipeline = deploy()
+    existing_endpoint(pipeline.sagemaker)
+
+    run = pipeline.run({**FAST_POLLING, "approval": "manual"})
+
+    assert run.status == "SUCCEEDED", (run.error, run.cause, run.states)
+    (package,) = pipeline.model_packages()
+    assert package["ModelApprovalStatus"] == "PendingManualApproval"
+    assert package["CustomerMetadataProperties"]["approval"] == "manual"  # what the ApprovedByPerson rule matches
+    assert not run.entered(r.RECORD_APPROVAL) and not run.entered(r.START_DEPLOYMENT)
+    assert pipeline.sagemaker.describe_endpoint(EndpointName=ENDPOINT)["EndpointConfigName"] == (
+        "bincount-config-previous"
+    )
+    (notice,) = run.notifications
+    assert notice["Subject"] == "bincount: model registered, waiting for approval"
+    assert run.output["status"] == "PENDING_MANUAL_APPROVAL"
+    assert package["ModelPackageArn"] in run.output["outcome"]["approveCommand"]
+
+
+@pytest.mark.parametrize("bad", [{"approval": "yes"}, {"minInstances": 3, "maxInstances": 2}, {"maxInstances": "2"}])
+def test_lifecycle_settings_are_validated(deploy: Any, bad: dict[str, Any]) -> None:
+    run = deploy().run(bad)
+
+    assert run.status == "FAILED" and run.error == d.INVALID_SETTINGS_ERROR
+    assert not run.entered(d.PREPARE_DATASET)
+
+
+def test_deployment_settings_of_the_input_reach_the_deployment(deploy: Any) -> None:
+    pipeline = deploy()
+
+    run = pipeline.run({**FAST_POLLING, "minInstances": 2, "maxInstances": 3, "dataCapturePercent": 10})
+
+    assert run.status == "SUCCEEDED", (run.error, run.cause, run.states)
+    deployment = run.output["outcome"]["deployment"]
+    assert (deployment["minInstances"], deployment["maxInstances"], deployment["dataCapturePercent"]) == (2, 3, 10)
+    config = pipeline.sagemaker.describe_endpoint_config(EndpointConfigName=deployment["endpointConfigName"])
+    assert config["ProductionVariants"][0]["InitialInstanceCount"] == 2

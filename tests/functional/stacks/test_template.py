@@ -82,6 +82,7 @@ SAGEMAKER_ROLE_STATEMENTS = {
     "ListDataBucket": (["s3:ListBucket"], [BUCKET], {}),
     "ReadChannels": (["s3:GetObject"], sorted(f"{BUCKET}/{s}/*" for s in SPLITS), {}),
     "ReadWriteJobOutputs": (["s3:GetObject", "s3:PutObject"], [f"{BUCKET}/checkpoints/*", f"{BUCKET}/jobs/*"], {}),
+    "WriteCapturedRequests": (["s3:PutObject"], [f"{BUCKET}/capture/*"], {}),
     "PullContainerImages": (
         ["ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"],
         [
@@ -103,6 +104,18 @@ SAGEMAKER_ROLE_STATEMENTS = {
         ["*"],
         {"StringLike": {"cloudwatch:namespace": ["/aws/sagemaker/*", "aws/sagemaker/*"]}},
     ),
+    # dataset: full (BuildFullManifest, and the jobs reading full/)
+    "ListPublicMetadata": (
+        ["s3:ListBucket"],
+        [f"arn:{PARTITION}:s3:::aft-vbi-pds"],
+        {"StringLike": {"s3:prefix": ["metadata/*"]}},
+    ),
+    "ReadPublicDataset": (
+        ["s3:GetObject"],
+        [f"arn:{PARTITION}:s3:::aft-vbi-pds/bin-images/*", f"arn:{PARTITION}:s3:::aft-vbi-pds/metadata/*"],
+        {},
+    ),
+    "ReadWriteFullDataset": (["s3:GetObject", "s3:PutObject"], [f"{BUCKET}/full/*"], {}),
 }
 
 STATE_MACHINE_STATEMENTS = {
@@ -150,6 +163,7 @@ STATE_MACHINE_STATEMENTS = {
         [
             f"arn:{PARTITION}:events:us-east-1:{ACCOUNT}:rule/StepFunctionsGetEventsForSageMakerTrainingJobsRule",
             f"arn:{PARTITION}:events:us-east-1:{ACCOUNT}:rule/StepFunctionsGetEventsForSageMakerTuningJobsRule",
+            f"arn:{PARTITION}:events:us-east-1:{ACCOUNT}:rule/StepFunctionsGetEventsForStepFunctionsExecutionRule",
         ],
         {},
     ),
@@ -158,24 +172,32 @@ STATE_MACHINE_STATEMENTS = {
         ["<PipelineSageMakerRole.Arn>"],
         {"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}},
     ),
-    "CreateModels": (
-        ["sagemaker:AddTags", "sagemaker:CreateModel", "sagemaker:ListTags"],
-        [f"{SAGEMAKER}:model/bincount-model-*"],
+    # The model registry and the deployment it waits for; the deployment's own role does the endpoint.
+    "RegisterModels": (
+        ["sagemaker:AddTags", "sagemaker:CreateModelPackage", "sagemaker:ListTags", "sagemaker:UpdateModelPackage"],
+        [f"{SAGEMAKER}:model-package-group/bincount-models", f"{SAGEMAKER}:model-package/bincount-models/*"],
         {},
     ),
-    "CreateEndpointConfigs": (
-        ["sagemaker:AddTags", "sagemaker:CreateEndpointConfig", "sagemaker:ListTags"],
-        [f"{SAGEMAKER}:endpoint-config/bincount-config-*"],
+    "StartDeployment": (["states:StartExecution"], [f"{STATES}:stateMachine:bincount-deploy"], {}),
+    "TrackDeployment": (
+        ["states:DescribeExecution", "states:StopExecution"],
+        [f"{STATES}:execution:bincount-deploy:*"],
         {},
     ),
-    "DeployEndpoint": (
-        ["sagemaker:AddTags", "sagemaker:CreateEndpoint", "sagemaker:ListTags", "sagemaker:UpdateEndpoint"],
-        [f"{SAGEMAKER}:endpoint-config/bincount-config-*", f"{SAGEMAKER}:endpoint/bincount-endpoint"],
-        {},
-    ),
-    "DescribeEndpoint": (["sagemaker:DescribeEndpoint"], [f"{SAGEMAKER}:endpoint/bincount-endpoint"], {}),
-    "FindEndpoint": (["sagemaker:ListEndpoints"], ["*"], {}),
     "Notify": (["sns:Publish"], ["<NotificationsTopic>"], {}),
+    # dataset: full
+    "CheckFullManifest": (["s3:ListBucket"], [BUCKET], {"StringLike": {"s3:prefix": ["full/manifest.json"]}}),
+    "RunManifestJob": (
+        [
+            "sagemaker:AddTags",
+            "sagemaker:CreateTrainingJob",
+            "sagemaker:DescribeTrainingJob",
+            "sagemaker:ListTags",
+            "sagemaker:StopTrainingJob",
+        ],
+        [f"{SAGEMAKER}:training-job/bincount-manifest-*"],
+        {},
+    ),
 }
 
 HANDLER_STATEMENTS = {
@@ -217,11 +239,92 @@ CLEANUP_STATEMENTS = {
         [f"{SAGEMAKER}:endpoint-config/bincount-config-*", f"{SAGEMAKER}:model/bincount-model-*"],
         {},
     ),
+    "ListDeployments": (["states:ListExecutions"], ["<LifecycleDeployStateMachine>"], {}),
+    "StopDeployments": (["states:StopExecution"], [f"{STATES}:execution:bincount-deploy:*"], {}),
+    "FindScalableTarget": (["application-autoscaling:DescribeScalableTargets"], ["*"], {}),
+    "RemoveAutoscaling": (
+        ["application-autoscaling:DeregisterScalableTarget"],
+        [f"arn:{PARTITION}:application-autoscaling:us-east-1:{ACCOUNT}:scalable-target/*"],
+        {},
+    ),
+    "DeleteModelVersions": (
+        ["sagemaker:DeleteModelPackage"],
+        [f"{SAGEMAKER}:model-package/bincount-models/*"],
+        {},
+    ),
+    "ListModelVersions": (["sagemaker:ListModelPackages"], ["*"], {}),
     "DeleteEndpointLogs": (
         ["logs:DeleteLogGroup"],
         [f"arn:{PARTITION}:logs:us-east-1:{ACCOUNT}:log-group:/aws/sagemaker/Endpoints/bincount-endpoint"],
         {},
     ),
+}
+
+DEPLOYMENT_STATEMENTS = {
+    "DescribeModelPackages": (
+        ["sagemaker:DescribeModelPackage"],
+        [f"{SAGEMAKER}:model-package/bincount-models/*"],
+        {},
+    ),
+    "FindApprovedModelPackages": (["sagemaker:ListModelPackages"], ["*"], {}),
+    "CreateModels": (
+        ["sagemaker:AddTags", "sagemaker:CreateModel", "sagemaker:ListTags"],
+        [f"{SAGEMAKER}:model/bincount-model-*"],
+        {},
+    ),
+    "CreateEndpointConfigs": (
+        ["sagemaker:AddTags", "sagemaker:CreateEndpointConfig", "sagemaker:ListTags"],
+        [f"{SAGEMAKER}:endpoint-config/bincount-config-*"],
+        {},
+    ),
+    "DeployEndpoint": (
+        ["sagemaker:AddTags", "sagemaker:CreateEndpoint", "sagemaker:ListTags", "sagemaker:UpdateEndpoint"],
+        [f"{SAGEMAKER}:endpoint-config/bincount-config-*", f"{SAGEMAKER}:endpoint/bincount-endpoint"],
+        {},
+    ),
+    "WatchEndpoint": (
+        [
+            "sagemaker:DescribeEndpoint",
+            "sagemaker:DescribeEndpointConfig",
+            "sagemaker:UpdateEndpointWeightsAndCapacities",
+        ],
+        [f"{SAGEMAKER}:endpoint-config/bincount-config-*", f"{SAGEMAKER}:endpoint/bincount-endpoint"],
+        {},
+    ),
+    "FindEndpoint": (["sagemaker:ListEndpoints"], ["*"], {}),
+    "PassSageMakerRole": (
+        ["iam:PassRole"],
+        ["<PipelineSageMakerRole.Arn>"],
+        {"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}},
+    ),
+    "ScaleEndpoint": (
+        [
+            "application-autoscaling:DeregisterScalableTarget",
+            "application-autoscaling:PutScalingPolicy",
+            "application-autoscaling:RegisterScalableTarget",
+        ],
+        [f"arn:{PARTITION}:application-autoscaling:us-east-1:{ACCOUNT}:scalable-target/*"],
+        {},
+    ),
+    "FindScalableTarget": (["application-autoscaling:DescribeScalableTargets"], ["*"], {}),
+    "TargetTrackingAlarms": (
+        ["cloudwatch:DeleteAlarms", "cloudwatch:PutMetricAlarm"],
+        [
+            f"arn:{PARTITION}:cloudwatch:us-east-1:{ACCOUNT}:alarm:"
+            "TargetTracking-endpoint/bincount-endpoint/variant/AllTraffic-*"
+        ],
+        {},
+    ),
+    "ReadAlarms": (["cloudwatch:DescribeAlarms"], ["*"], {}),
+    "CreateAutoscalingRole": (
+        ["iam:CreateServiceLinkedRole"],
+        [
+            f"arn:{PARTITION}:iam::{ACCOUNT}:role/aws-service-role/sagemaker.application-autoscaling.amazonaws.com/"
+            "AWSServiceRoleForApplicationAutoScaling_SageMakerEndpoint"
+        ],
+        {"StringLike": {"iam:AWSServiceName": "sagemaker.application-autoscaling.amazonaws.com"}},
+    ),
+    "Notify": (["sns:Publish"], ["<NotificationsTopic>"], {}),
 }
 
 
@@ -232,8 +335,9 @@ CLEANUP_STATEMENTS = {
         ("Pipeline/StateMachineAccess/Resource", STATE_MACHINE_STATEMENTS),
         ("Serving/HandlerAccess/Resource", HANDLER_STATEMENTS),
         ("Cleanup/Access/Resource", CLEANUP_STATEMENTS),
+        ("Lifecycle/DeployAccess/Resource", DEPLOYMENT_STATEMENTS),
     ],
-    ids=["sagemaker-role", "state-machine-role", "api-handler-role", "cleanup-role"],
+    ids=["sagemaker-role", "state-machine-role", "api-handler-role", "cleanup-role", "deployment-role"],
 )
 def test_every_statement_of_our_policies(synth: Synthesized, policy_path: str, expected: dict[str, Any]) -> None:
     found = statements(synth, policy_path)
@@ -281,6 +385,7 @@ def test_cdk_added_statements_are_only_log_delivery_and_tracing(synth: Synthesiz
         ("Pipeline/StateMachineRole/Resource", "states.amazonaws.com"),
         ("Serving/HandlerRole/Resource", "lambda.amazonaws.com"),
         ("Cleanup/Role/Resource", "lambda.amazonaws.com"),
+        ("Lifecycle/DeployRole/Resource", "states.amazonaws.com"),
     ],
 )
 def test_roles_trust_only_their_service_and_have_no_managed_policies(
@@ -377,7 +482,7 @@ def test_state_machine_is_standard_logged_traced_and_named(synth: Synthesized) -
             "TracingConfiguration": {"Enabled": True},
         },
     )
-    properties = synth.only("AWS::StepFunctions::StateMachine")["Properties"]
+    properties = synth.state_machine()["Properties"]
     assert render(properties["RoleArn"]) == "<PipelineStateMachineRole.Arn>"
     substitutions = render(properties["DefinitionSubstitutions"])
     assert re.fullmatch(
@@ -392,6 +497,7 @@ def test_state_machine_is_standard_logged_traced_and_named(synth: Synthesized) -
         "DataBucket": "<StorageDataBucket>",
         "SageMakerRoleArn": "<PipelineSageMakerRole.Arn>",
         "NotificationTopicArn": "<NotificationsTopic>",
+        "DeployStateMachineArn": f"{STATES}:stateMachine:bincount-deploy",
     }
     assert by_path(synth, "Pipeline/Logs/Resource")["Properties"]["LogGroupName"] == (
         "/aws/vendedlogs/states/bincount-pipeline"
@@ -400,7 +506,14 @@ def test_state_machine_is_standard_logged_traced_and_named(synth: Synthesized) -
 
 def test_topic_is_encrypted_and_ssl_only_without_subscription_by_default(synth: Synthesized) -> None:
     topic = synth.only("AWS::SNS::Topic")["Properties"]
-    assert render(topic["KmsMasterKeyId"]) == "arn:<AWS::Partition>:kms:us-east-1:<AWS::AccountId>:alias/aws/sns"
+    # The stack's own key (rotated): CloudWatch alarms and EventBridge rules cannot use aws/sns.
+    assert render(topic["KmsMasterKeyId"]) == "<NotificationsTopicKey.Arn>"
+    key = synth.only("AWS::KMS::Key")
+    assert key["Properties"]["EnableKeyRotation"] is True and key["Properties"]["PendingWindowInDays"] == 7
+    assert key["DeletionPolicy"] == "Delete"
+    (publishers,) = [s for s in key["Properties"]["KeyPolicy"]["Statement"] if s.get("Sid") == "AlarmsAndRulesPublish"]
+    assert publishers["Principal"] == {"Service": ["cloudwatch.amazonaws.com", "events.amazonaws.com"]}
+    assert sorted(publishers["Action"]) == ["kms:Decrypt", "kms:GenerateDataKey*"]
     policy = synth.only("AWS::SNS::TopicPolicy")["Properties"]["PolicyDocument"]["Statement"]
     assert any(s["Effect"] == "Deny" and s["Condition"] == {"Bool": {"aws:SecureTransport": "false"}} for s in policy)
     synth.template.resource_count_is("AWS::SNS::Subscription", 0)
@@ -408,7 +521,7 @@ def test_topic_is_encrypted_and_ssl_only_without_subscription_by_default(synth: 
 
 def test_every_log_group_has_the_retention_and_goes_with_the_stack(synth: Synthesized) -> None:
     groups = synth.resources("AWS::Logs::LogGroup")
-    assert len(groups) == 4
+    assert len(groups) == 7  # with the Batch state machine's and its Lambda's
     assert all(g["Properties"]["RetentionInDays"] == 30 and g["DeletionPolicy"] == "Delete" for g in groups.values())
 
 
@@ -418,7 +531,7 @@ def test_every_log_group_has_the_retention_and_goes_with_the_stack(synth: Synthe
 def test_api_handler_function(synth: Synthesized) -> None:
     function = by_path(synth, "Serving/Handler/Resource")["Properties"]
     assert (function["Runtime"], function["Handler"]) == ("python3.12", "api.handler")
-    # What the handler computes from its clients' timeouts (tests/test_lambda_api.py checks that it fits in 29 s).
+    # What the handler computes from its clients' timeouts (tests/functional/api/test_api.py: it fits in 29 s).
     assert function["Timeout"] == load_lambda_module("api").TIMEOUT_S == 27
     assert function["Environment"] == {"Variables": {"ENDPOINT_NAME": "bincount-endpoint"}}
     assert function["TracingConfig"] == {"Mode": "Active"}
@@ -463,6 +576,7 @@ def test_stage_logs_traces_and_throttles(synth: Synthesized) -> None:
 
 
 def test_usage_plan_is_sized_for_one_small_instance(synth: Synthesized) -> None:
+    """With the default maxInstances 1; test_lifecycle.py scales it."""
     synth.template.has_resource_properties(
         "AWS::ApiGateway::UsagePlan",
         {"Throttle": {"RateLimit": 5, "BurstLimit": 10}, "Quota": {"Limit": 10000, "Period": "DAY"}},
@@ -505,7 +619,15 @@ def test_cleanup_runs_before_the_state_machine_is_deleted(synth: Synthesized) ->
         "NamePrefix": "bincount",
         "EndpointName": "bincount-endpoint",
         "StateMachineArn": "<PipelineStateMachine>",
+        "DeployStateMachineArn": "<LifecycleDeployStateMachine>",
+        "ModelPackageGroupName": "bincount-models",
+        "ScalableTargetId": "endpoint/bincount-endpoint/variant/AllTraffic",
+        "ScalableDimension": "sagemaker:variant:DesiredInstanceCount",
     }
+    # ... and before the model package group, which CloudFormation deletes only once the cleanup emptied it.
+    group = next(iter(synth.resources("AWS::SageMaker::ModelPackageGroup")))
+    (cleanup_id,) = synth.resources("Custom::PipelineCleanup")
+    assert group in synth.template_json["Resources"][cleanup_id]["DependsOn"]
 
 
 def test_outputs(synth: Synthesized) -> None:
@@ -528,3 +650,8 @@ def test_outputs(synth: Synthesized) -> None:
     assert outputs["BucketName"] == "<StorageDataBucket>"
     assert outputs["EndpointName"] == "bincount-endpoint"
     assert outputs["NotificationTopicArn"] == "<NotificationsTopic>"
+    assert outputs["DeployStateMachineArn"] == "<LifecycleDeployStateMachine>"
+    assert outputs["ModelPackageGroupName"] == "bincount-models"
+    assert outputs["DashboardUrl"] == (
+        "https://us-east-1.console.aws.amazon.com/cloudwatch/home?region=us-east-1#dashboards/dashboard/bincount"
+    )

@@ -42,9 +42,7 @@ def test_hours_are_backbone_passes_over_throughput_plus_overhead() -> None:
     trials = step(run, "Tune (trials)")
     per_trial_images = 4 * (8000 + 1000)
     assert trials.backbone_images == 6 * per_trial_images
-    seconds = (
-        cost.ASSUMED_JOB_OVERHEAD_SECONDS + per_trial_images / cost.ASSUMED_BACKBONE_IMAGES_PER_SECOND["ml.m5.2xlarge"]
-    )
+    seconds = cost.ASSUMED_JOB_OVERHEAD_SECONDS + per_trial_images / cost.BACKBONE_IMAGES_PER_SECOND["ml.m5.2xlarge"]
     assert trials.hours == pytest.approx(6 * seconds / 3600)
     assert trials.on_demand_usd == pytest.approx(trials.hours * cost.PRICES_USD_PER_HOUR["ml.m5.2xlarge"][0])
     assert run.on_demand_usd == pytest.approx(sum(j.on_demand_usd for j in run.jobs))

@@ -90,6 +90,10 @@ def test_values_from_cdk_json_or_the_command_line(key: str, raw: Any, expected: 
         ("namePrefix", "Bin_Count", "lower-case"),
         ("logRetentionDays", 31, "retention periods"),
         ("frameworkVersion", "latest", "version"),
+        ("approval", "yes", "one of auto, manual"),
+        ("minInstances", 0, "between 1 and 100"),
+        ("dataCapturePercent", 101, "between 0 and 100"),
+        ("bakeMinutes", 61, "between 0 and 60"),
     ],
 )
 def test_a_bad_value_fails_naming_the_setting(key: str, raw: Any, says: str) -> None:
@@ -106,6 +110,7 @@ def test_a_bad_value_fails_naming_the_setting(key: str, raw: Any, says: str) -> 
         ({"tuningMaxJobs": 2, "tuningMaxParallelJobs": 3}, "tuningMaxParallelJobs"),
         ({"maxRuntimeSeconds": 7200, "maxWaitSeconds": 3600}, "maxWaitSeconds"),
         ({"namePrefix": "a" * (MAX_NAME_PREFIX + 1)}, "namePrefix"),
+        ({"minInstances": 3, "maxInstances": 2}, "minInstances"),
     ],
 )
 def test_inconsistent_settings_fail_naming_the_setting(context: dict[str, Any], key: str) -> None:
@@ -148,6 +153,9 @@ def test_runtime_settings_are_the_ones_an_execution_may_override() -> None:
         runtime
     )
     assert not {"namePrefix", "maxImagesPerCount", "notificationEmail", "stackName"} & set(runtime)
+    # Per execution (the pipeline passes the deployment's on); bakeMinutes is rendered into the request at synth.
+    assert {"approval", "minInstances", "maxInstances", "dataCapturePercent"} <= set(runtime)
+    assert "bakeMinutes" not in runtime
 
 
 def test_the_app_reports_a_bad_setting_by_name_and_exits_non_zero() -> None:

@@ -85,6 +85,11 @@ def test_numbers_and_hyperparameters() -> None:
         ("arn:aws:states:::aws-sdk:s3:listObjectsV2", ("s3", "ListObjectsV2")),
         ("arn:aws:states:::aws-sdk:sfn:describeMapRun", ("stepfunctions", "DescribeMapRun")),
         ("arn:aws:states:::sns:publish", ("sns", "Publish")),
+        ("arn:aws:states:::states:startExecution.sync:2", ("stepfunctions", "StartExecution")),
+        (
+            "arn:aws:states:::aws-sdk:applicationautoscaling:registerScalableTarget",
+            ("application-autoscaling", "RegisterScalableTarget"),
+        ),
     ],
 )
 def test_resources_map_to_their_api(resource: str, expected: tuple[str, str]) -> None:
@@ -98,6 +103,14 @@ def test_the_sns_integration_sends_a_json_message_as_text() -> None:
     assert request_errors("sns", "Publish", request) == []
 
 
+def test_the_lambda_integration_sends_a_json_payload_as_bytes() -> None:
+    parameters = {"FunctionName": "arn:aws:lambda:us-east-1:123456789012:function:f", "Payload": {"input": "s3://b/p/"}}
+    request = integration_request("arn:aws:states:::lambda:invoke", parameters)
+    assert request["Payload"] == b'{"input": "s3://b/p/"}'
+    assert request_errors("lambda", "Invoke", request) == []
+    assert request_errors("lambda", "Invoke", parameters) != []
+
+
 def test_step_functions_spells_every_member_in_pascal_case() -> None:
     # The Step Functions API itself is camelCase (mapRunArn); its aws-sdk integration takes MapRunArn.
     arn = "arn:aws:states:us-east-1:123456789012:mapRun:bincount-pipeline/CopyImages:0a1b2c3d"
@@ -105,3 +118,25 @@ def test_step_functions_spells_every_member_in_pascal_case() -> None:
     assert task_request_errors(resource, {"MapRunArn": arn}) == []
     assert any("spelled 'MapRunArn'" in e for e in task_request_errors(resource, {"mapRunArn": arn}))
     assert request_errors("stepfunctions", "DescribeMapRun", {"mapRunArn": arn}) == []
+
+
+def test_the_step_functions_integration_sends_a_json_input_as_text() -> None:
+    resource = "arn:aws:states:::states:startExecution.sync:2"
+    request = integration_request(
+        resource, {"StateMachineArn": "arn:aws:states:us-east-1:1:stateMachine:d", "Input": {}}
+    )
+    assert request["Input"] == "{}"
+    assert (
+        task_request_errors(resource, {"StateMachineArn": "arn:aws:states:us-east-1:123456789012:stateMachine:d"}) == []
+    )
+
+
+def test_java_surrogate_pair_ranges_are_read_as_code_points() -> None:
+    """Application Auto Scaling's ids are patterns with UTF-16 surrogate ranges, which Python's regexes refuse."""
+    target = {
+        "ServiceNamespace": "sagemaker",
+        "ResourceId": "endpoint/bincount-endpoint/variant/AllTraffic",
+        "ScalableDimension": "sagemaker:variant:DesiredInstanceCount",
+    }
+    assert request_errors("application-autoscaling", "DeregisterScalableTarget", target) == []
+    assert request_errors("application-autoscaling", "DeregisterScalableTarget", {**target, "ResourceId": "a\x00b"})

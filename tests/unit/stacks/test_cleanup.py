@@ -12,6 +12,8 @@ import pytest
 from botocore.exceptions import ClientError
 from botocore.stub import Stubber
 from moto import mock_aws
+from moto.core.responses import ActionResult
+from moto.sagemaker.responses import SageMakerResponse
 
 from stacks.cleanup_lambda import cleanup
 
@@ -20,6 +22,10 @@ PROPERTIES = {
     "NamePrefix": "bincount",
     "EndpointName": "bincount-endpoint",
     "StateMachineArn": f"arn:aws:states:{REGION}:123456789012:stateMachine:bincount-pipeline",
+    "DeployStateMachineArn": f"arn:aws:states:{REGION}:123456789012:stateMachine:bincount-deploy",
+    "ModelPackageGroupName": "bincount-models",
+    "ScalableTargetId": "endpoint/bincount-endpoint/variant/AllTraffic",
+    "ScalableDimension": "sagemaker:variant:DesiredInstanceCount",
 }
 
 
@@ -47,9 +53,18 @@ def responses(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
     return sent
 
 
+def _delete_model_package(self: SageMakerResponse) -> ActionResult:
+    """DeleteModelPackage, which moto lacks."""
+    backend = self.sagemaker_backend
+    package = backend.describe_model_package(self._get_param("ModelPackageName"))
+    del backend.model_packages[package.arn]
+    return ActionResult({})
+
+
 @pytest.fixture
 def aws(monkeypatch: pytest.MonkeyPatch) -> Any:
     monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
+    monkeypatch.setattr(SageMakerResponse, "delete_model_package", _delete_model_package, raising=False)
     with mock_aws():
         yield boto3.client("sagemaker", region_name=REGION)
 
@@ -92,6 +107,35 @@ def deployed(sagemaker: Any, *, with_endpoint: bool = True) -> str:
         definition=json.dumps({"StartAt": "Wait", "States": {"Wait": {"Type": "Wait", "Seconds": 3600, "End": True}}}),
     )["stateMachineArn"]
     assert machine == PROPERTIES["StateMachineArn"]
+    deployments = sfn.create_state_machine(
+        name="bincount-deploy",
+        roleArn="arn:aws:iam::123456789012:role/r",
+        definition=json.dumps({"StartAt": "Done", "States": {"Done": {"Type": "Succeed"}}}),
+    )["stateMachineArn"]
+    assert deployments == PROPERTIES["DeployStateMachineArn"]
+    # Two registered versions of the stack's group, one of another group.
+    for group, versions in (("bincount-models", 2), ("other-models", 1)):
+        sagemaker.create_model_package_group(ModelPackageGroupName=group)
+        for _ in range(versions):
+            sagemaker.create_model_package(
+                ModelPackageGroupName=group,
+                ModelApprovalStatus="Approved",
+                InferenceSpecification={
+                    "Containers": [{"Image": "i", "ModelDataUrl": "s3://b/m.tar.gz"}],
+                    "SupportedContentTypes": ["image/jpeg"],
+                    "SupportedResponseMIMETypes": ["application/json"],
+                },
+            )
+    # Autoscaling of the endpoint's variant, and of someone else's.
+    autoscaling = boto3.client("application-autoscaling", region_name=REGION)
+    for endpoint in ("bincount-endpoint", "other-endpoint"):
+        autoscaling.register_scalable_target(
+            ServiceNamespace="sagemaker",
+            ResourceId=f"endpoint/{endpoint}/variant/AllTraffic",
+            ScalableDimension="sagemaker:variant:DesiredInstanceCount",
+            MinCapacity=1,
+            MaxCapacity=2,
+        )
     return sfn.start_execution(stateMachineArn=machine)["executionArn"]
 
 
@@ -107,10 +151,21 @@ def test_delete_removes_the_endpoint_its_configs_models_and_logs_and_nothing_els
     assert json.loads(response["Reason"]) == {
         "executions": [running],
         "jobs": [],
+        "autoscaling": ["endpoint/bincount-endpoint/variant/AllTraffic"],
         "endpoint": ["bincount-endpoint"],
         "configsAndModels": ["bincount-config-aaa", "bincount-config-bbb", "bincount-model-aaa", "bincount-model-bbb"],
         "logGroups": ["/aws/sagemaker/Endpoints/bincount-endpoint"],
+        "modelVersions": [
+            f"arn:aws:sagemaker:{REGION}:123456789012:model-package/bincount-models/1",
+            f"arn:aws:sagemaker:{REGION}:123456789012:model-package/bincount-models/2",
+        ],
     }
+    assert aws.list_model_packages(ModelPackageGroupName="bincount-models")["ModelPackageSummaryList"] == []
+    assert len(aws.list_model_packages(ModelPackageGroupName="other-models")["ModelPackageSummaryList"]) == 1
+    targets = boto3.client("application-autoscaling", region_name=REGION).describe_scalable_targets(
+        ServiceNamespace="sagemaker"
+    )["ScalableTargets"]
+    assert [t["ResourceId"] for t in targets] == ["endpoint/other-endpoint/variant/AllTraffic"]
     assert [e["EndpointName"] for e in aws.list_endpoints()["Endpoints"]] == ["other-endpoint"]
     assert [c["EndpointConfigName"] for c in aws.list_endpoint_configs()["EndpointConfigs"]] == ["other-config"]
     assert [m["ModelName"] for m in aws.list_models()["Models"]] == ["other-model"]

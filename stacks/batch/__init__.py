@@ -1,0 +1,1 @@
+"""The Batch state machine: counting a shift of photos in the cloud (docs/design.md §11)."""
