@@ -46,7 +46,7 @@ def measure(model_dir: Path, images: list[Path], rounds: int, batch_size: int, w
 
     print(
         f"{len(images)} photos per pass, {rounds} rounds, batch size {batch_size}, {workers} decoding threads, "
-        f"serving path {counter.model.serving_path}, {torch.get_num_threads()} torch threads"
+        f"serving path {counter.model.path}, {torch.get_num_threads()} torch threads"
     )
     counter.count_one(images[0])  # warm-up of both paths
     list(counter.count(images[:batch_size]))

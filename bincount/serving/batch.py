@@ -113,7 +113,7 @@ class LocalCounter:
         """Rows in the order of ``paths``; decoding of the next batch overlaps the forward pass of this one."""
         import torch
 
-        device = next(self.model.parameters()).device
+        device = next(self.model.network.parameters()).device
         chunks = [paths[i : i + self.batch_size] for i in range(0, len(paths), self.batch_size)]
         with ThreadPoolExecutor(self.workers) as pool:
             pending = [pool.map(self._prepare, chunk) for chunk in chunks[:2]]

@@ -130,7 +130,7 @@ def test_the_handler_applies_the_temperature_and_defaults_without_review_json(mo
         hot = handler.model_fn(str(_artifact_with(model_dir, tmp_path / "hot", ReviewPolicy(4.0, 0.3))))
         image = handler.input_fn(photo_bytes(2), "image/jpeg")
         with torch.inference_mode():
-            logits = plain(eval_transform()(image).unsqueeze(0))[0]
+            logits = plain.network(eval_transform()(image).unsqueeze(0))[0]
         assert plain.review == ReviewPolicy()
         assert torch.allclose(handler.predict_fn(image, plain), torch.softmax(logits, 0), atol=1e-6)
         assert torch.allclose(handler.predict_fn(image, hot), torch.softmax(logits / 4.0, 0), atol=1e-6)
