@@ -75,7 +75,8 @@ def test_fast_path_agrees_with_the_exact_fp32_path(fast, reference, monkeypatch)
         batch = eval_transform()(load_rgb(path)).unsqueeze(0)
         with torch.inference_mode():
             exact = reference.backbone(batch)
-            p_ref = torch.softmax(reference.head(exact), dim=1)[0]
+            # The handler answers calibrated probabilities: the artifact's review temperature (review.json).
+            p_ref = torch.softmax(reference.head(exact) / reference.review.temperature, dim=1)[0]
             cosines.append(float(torch.cosine_similarity(fast.backbone(batch), exact)[0]))
         same += int(p_fast.argmax() == p_ref.argmax())
         diffs.append(float((p_fast - p_ref).abs().max()))
@@ -91,7 +92,8 @@ def test_reference_env_runs_the_exact_fp32_eager_path(reference, model_dir, monk
     exact = load_model(model_dir)
     for index in (0, 17, 42):
         with torch.inference_mode():
-            expected = torch.softmax(exact(eval_transform()(load_rgb(PHOTOS[index])).unsqueeze(0)), dim=1)[0]
+            logits = exact(eval_transform()(load_rgb(PHOTOS[index])).unsqueeze(0))
+            expected = torch.softmax(logits / reference.review.temperature, dim=1)[0]
         got = _predict(photo_bytes(index), reference, reference=True, mp=monkeypatch)
         assert torch.allclose(got, expected, atol=1e-6, rtol=0)
 
